@@ -1,0 +1,52 @@
+"""Command line: `python -m peerprune <command> ...` (see `--help`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .profiles import PROFILES, get_profile
+
+
+def _teacher(args) -> None:
+    from .teacher import best_teacher, sweep_teacher
+    p = get_profile(args.profile)
+    for task in args.task or p.tasks:
+        for seed in args.seed if args.seed is not None else p.seeds[:1]:
+            for r in sweep_teacher(task, args.profile, args.lr, seed, model=args.model):
+                print(f"{task} seed {seed} lr {r['lr']:g}: {r['metric']} {r['score']:.2f} "
+                      f"({r['wall_s']:.0f} s)", flush=True)
+            best = best_teacher(task, args.profile, seed, args.model)
+            print(f"{task} seed {seed}: teacher lr {best['lr']:g}, {best['score']:.2f}", flush=True)
+
+
+def _report(args) -> None:
+    from .report import update_readme
+    path = update_readme(args.readme, args.profile)
+    print(f"rewrote the results tables in {path}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m peerprune")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("teacher", help="fine-tune dense teachers (a learning-rate sweep)")
+    t.add_argument("--profile", default="full", choices=list(PROFILES))
+    t.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
+    t.add_argument("--lr", nargs="+", type=float, help="learning rates (default: the profile's)")
+    t.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
+    t.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    t.set_defaults(run=_teacher)
+    r = sub.add_parser("report", help="rewrite the README's results tables from results/")
+    r.add_argument("--readme", default="README.md")
+    r.add_argument("--profile", default="full", choices=list(PROFILES))
+    r.set_defaults(run=_report)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, LookupError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""GLUE: the nine tasks, read from the Hugging Face Hub or from a local folder.
+
+Both sources give the same columns (the Hub's names) and the same label ids, so
+everything downstream reads one format. The local folder has the layout that the
+standard GLUE download script writes (`<Task>/train.tsv`, `dev.tsv`, ...).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+HUB_DATASET = "nyu-mll/glue"
+GLUE_DIR_ENV = "PEERPRUNE_GLUE_DIR"
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """What a task is: its inputs, its labels, how it is scored, how it is stored."""
+
+    name: str
+    text_columns: tuple[str, ...]  # one sentence or a pair, by the Hub's column names
+    num_labels: int  # 1 means regression (STS-B)
+    metrics: tuple[str, ...]
+    primary_metric: str
+    eval_splits: tuple[str, ...]  # the Hub's split names; the first is the main one
+    folder: str  # the folder name in the GLUE download layout
+    # Local layout: Hub column -> column name in the file's header (or index if no header).
+    local_columns: dict = field(default_factory=dict)
+    local_label_column: str | int = "label"
+    local_label_ids: dict | None = None  # file label text -> id; None for regression
+    local_header: bool = True
+    label_names: tuple[str, ...] = ()  # the Hub's class names, in id order
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    def local_file(self, split: str) -> str:
+        if split == "train":
+            return "train.tsv"
+        return {"validation": "dev.tsv", "validation_matched": "dev_matched.tsv",
+                "validation_mismatched": "dev_mismatched.tsv"}[split]
+
+
+def _pair(a, b):
+    return {a: a, b: b}
+
+
+TASKS: dict[str, GlueTask] = {t.name: t for t in [
+    GlueTask("cola", ("sentence",), 2, ("matthews_correlation", "accuracy"),
+             "matthews_correlation", ("validation",), "CoLA",
+             local_columns={"sentence": 3}, local_label_column=1, local_header=False,
+             local_label_ids={"0": 0, "1": 1}, label_names=("unacceptable", "acceptable")),
+    GlueTask("sst2", ("sentence",), 2, ("accuracy",), "accuracy", ("validation",), "SST-2",
+             local_columns={"sentence": "sentence"},
+             local_label_ids={"0": 0, "1": 1}, label_names=("negative", "positive")),
+    GlueTask("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), "f1",
+             ("validation",), "MRPC",
+             local_columns={"sentence1": "#1 String", "sentence2": "#2 String"},
+             local_label_column="Quality",
+             local_label_ids={"0": 0, "1": 1}, label_names=("not_equivalent", "equivalent")),
+    GlueTask("stsb", ("sentence1", "sentence2"), 1, ("spearmanr", "pearson"), "spearmanr",
+             ("validation",), "STS-B", local_columns=_pair("sentence1", "sentence2"),
+             local_label_column="score"),
+    GlueTask("qqp", ("question1", "question2"), 2, ("accuracy", "f1"), "accuracy",
+             ("validation",), "QQP", local_columns=_pair("question1", "question2"),
+             local_label_column="is_duplicate",
+             local_label_ids={"0": 0, "1": 1}, label_names=("not_duplicate", "duplicate")),
+    GlueTask("mnli", ("premise", "hypothesis"), 3, ("accuracy",), "accuracy",
+             ("validation_matched", "validation_mismatched"), "MNLI",
+             local_columns={"premise": "sentence1", "hypothesis": "sentence2"},
+             local_label_column="gold_label",
+             local_label_ids={"entailment": 0, "neutral": 1, "contradiction": 2},
+             label_names=("entailment", "neutral", "contradiction")),
+    GlueTask("qnli", ("question", "sentence"), 2, ("accuracy",), "accuracy",
+             ("validation",), "QNLI", local_columns=_pair("question", "sentence"),
+             local_label_ids={"entailment": 0, "not_entailment": 1},
+             label_names=("entailment", "not_entailment")),
+    GlueTask("rte", ("sentence1", "sentence2"), 2, ("accuracy",), "accuracy",
+             ("validation",), "RTE", local_columns=_pair("sentence1", "sentence2"),
+             local_label_ids={"entailment": 0, "not_entailment": 1},
+             label_names=("entailment", "not_entailment")),
+    GlueTask("wnli", ("sentence1", "sentence2"), 2, ("accuracy",), "accuracy",
+             ("validation",), "WNLI", local_columns=_pair("sentence1", "sentence2"),
+             local_label_ids={"0": 0, "1": 1}, label_names=("not_entailment", "entailment")),
+]}
+
+
+def get_task(name: str) -> GlueTask:
+    """The task spec, or a ValueError that lists the valid names."""
+    key = str(name).lower().replace("-", "")
+    if key not in TASKS:
+        raise ValueError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def default_glue_dir() -> str | None:
+    """The local GLUE folder named by $PEERPRUNE_GLUE_DIR, or None (then the Hub is used)."""
+    return os.environ.get(GLUE_DIR_ENV) or None
+
+
+def local_tasks(glue_dir: str | os.PathLike) -> list[str]:
+    """The tasks whose training file is present in a local GLUE folder."""
+    root = Path(glue_dir)
+    return [t.name for t in TASKS.values() if (root / t.folder / "train.tsv").is_file()]
+
+
+def _parse_value(task: GlueTask, text: str, path: Path, line: int):
+    if task.is_regression:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: score {text!r} is not a number") from None
+    if text not in task.local_label_ids:
+        raise ValueError(f"{path}, line {line}: label {text!r} is not one of "
+                         f"{sorted(task.local_label_ids)}")
+    return task.local_label_ids[text]
+
+
+def read_local_split(task: GlueTask, glue_dir: str | os.PathLike, split: str) -> datasets.Dataset:
+    """Read one split of a task from a GLUE-layout folder into a `datasets.Dataset`.
+
+    Quoting is off (every quote is literal text), a UTF-8 byte-order mark is skipped,
+    and a row with a missing column or an unknown label raises an error that names the
+    file and the line: nothing is dropped silently.
+    """
+    path = Path(glue_dir) / task.folder / task.local_file(split)
+    if not path.is_file():
+        have = local_tasks(glue_dir) if Path(glue_dir).is_dir() else []
+        raise FileNotFoundError(
+            f"GLUE file not found: {path}. Tasks with training data in {glue_dir}: "
+            f"{', '.join(have) or 'none'}")
+    columns = {c: [] for c in task.text_columns}
+    labels = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        where = {}
+        if task.local_header:
+            header = next(rows, None)
+            if header is None:
+                raise ValueError(f"{path}: the file is empty (expected a header row)")
+            wanted = [*task.local_columns.values(), task.local_label_column]
+            missing = [w for w in wanted if w not in header]
+            if missing:
+                raise ValueError(f"{path}, line 1: header {header} lacks columns {missing}")
+            where = {name: header.index(name) for name in wanted}
+            width = len(header)
+        else:
+            width = None
+        for line, row in enumerate(rows, start=2 if task.local_header else 1):
+            if not row:
+                continue
+            need = width or 1 + max(i for i in [*task.local_columns.values(), task.local_label_column])
+            if len(row) < need:
+                raise ValueError(f"{path}, line {line}: expected {need} tab-separated columns, "
+                                 f"found {len(row)}")
+            for hub_name, col in task.local_columns.items():
+                columns[hub_name].append(row[where.get(col, col)])
+            labels.append(_parse_value(task, row[where.get(task.local_label_column,
+                                                           task.local_label_column)], path, line))
+    n = len(labels)
+    features = datasets.Features({
+        **{c: datasets.Value("string") for c in task.text_columns},
+        "label": datasets.Value("float32") if task.is_regression else datasets.ClassLabel(
+            names=list(task.label_names)),
+        "idx": datasets.Value("int32"),
+    })
+    return datasets.Dataset.from_dict({**columns, "label": labels, "idx": list(range(n))},
+                                      features=features)
+
+
+def load_glue(task: str, glue_dir: str | os.PathLike | None = None,
+              splits: tuple[str, ...] | None = None) -> datasets.DatasetDict:
+    """Load a GLUE task's train and evaluation splits.
+
+    `glue_dir` (or $PEERPRUNE_GLUE_DIR) selects a local folder in the GLUE download
+    layout; without one, the data comes from the Hub (`nyu-mll/glue`).
+    """
+    spec = get_task(task)
+    splits = splits or ("train", *spec.eval_splits)
+    glue_dir = glue_dir if glue_dir is not None else default_glue_dir()
+    if glue_dir is None:
+        hub = datasets.load_dataset(HUB_DATASET, spec.name)
+        return datasets.DatasetDict({s: hub[s] for s in splits})
+    return datasets.DatasetDict({s: read_local_split(spec, glue_dir, s) for s in splits})
+
+
+def subsample(dataset: datasets.Dataset, n: int | None, seed: int = 0) -> datasets.Dataset:
+    """A seeded random subset of n rows (all rows when n is None or too large)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(n))
+
+
+def tokenize(dataset: datasets.Dataset, tokenizer, task: str, max_length: int = 128):
+    """Token ids for a split, unpadded: padding happens per batch (see `collator`)."""
+    spec = get_task(task)
+
+    def encode(batch):
+        texts = [batch[c] for c in spec.text_columns]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    keep = {"label"}
+    drop = [c for c in dataset.column_names if c not in keep]
+    out = dataset.map(encode, batched=True, remove_columns=drop, desc=f"tokenize {spec.name}")
+    return out.rename_column("label", "labels")
+
+
+def collator(tokenizer):
+    """Dynamic padding: each batch is padded to its own longest sequence."""
+    from transformers import DataCollatorWithPadding
+    return DataCollatorWithPadding(tokenizer)
+
+
+def task_data(task: str, tokenizer, *, glue_dir=None, max_length: int = 128,
+              train_examples: int | None = None, eval_examples: int | None = None,
+              seed: int = 0) -> tuple[datasets.Dataset, dict[str, datasets.Dataset]]:
+    """Tokenised training split (seeded subsample if asked) and every evaluation split."""
+    spec = get_task(task)
+    raw = load_glue(task, glue_dir)
+    train = tokenize(subsample(raw["train"], train_examples, seed), tokenizer, task, max_length)
+    evals = {s: tokenize(subsample(raw[s], eval_examples, seed), tokenizer, task, max_length)
+             for s in spec.eval_splits}
+    return train, evals

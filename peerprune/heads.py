@@ -1,0 +1,120 @@
+"""Head surgery: masks, gates, physical removal, and what a pruned model costs.
+
+Head indices are always the *original* ones (0..H-1 in each layer of the unpruned
+model), also after some heads have been removed: `config.pruned_heads` remembers which
+are gone, and `kept_heads` maps the survivors back to their original numbers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def encoder(model):
+    """The BERT encoder under a task head (`model.bert`) or the bare `BertModel`."""
+    return getattr(model, model.base_model_prefix, model)
+
+
+def num_layers_heads(model) -> tuple[int, int]:
+    return model.config.num_hidden_layers, model.config.num_attention_heads
+
+
+def attention(model, layer: int):
+    """The attention block (`self` = Q, K, V; `output.dense` = W^O) of one layer."""
+    return encoder(model).encoder.layer[layer].attention
+
+
+def kept_heads(model) -> list[list[int]]:
+    """Original indices of the heads still present, per layer."""
+    n_layers, n_heads = num_layers_heads(model)
+    pruned = {int(k): set(v) for k, v in (model.config.pruned_heads or {}).items()}
+    return [[h for h in range(n_heads) if h not in pruned.get(l, set())] for l in range(n_layers)]
+
+
+def heads_per_layer(model) -> list[int]:
+    return [len(k) for k in kept_heads(model)]
+
+
+def full_mask(model) -> torch.Tensor:
+    """A (layers x heads) mask of ones: every head open."""
+    return torch.ones(num_layers_heads(model))
+
+
+def mask_from_kept(kept: list[list[int]], n_heads: int) -> torch.Tensor:
+    """A 0/1 (layers x heads) mask from lists of kept head indices."""
+    mask = torch.zeros(len(kept), n_heads)
+    for layer, heads in enumerate(kept):
+        mask[layer, list(heads)] = 1.0
+    return mask
+
+
+def kept_from_mask(mask: torch.Tensor) -> list[list[int]]:
+    return [torch.nonzero(row > 0).flatten().tolist() for row in mask]
+
+
+def check_mask(model, mask: torch.Tensor) -> None:
+    """Refuse a mask of the wrong shape or one that empties a layer, naming the problem."""
+    shape = tuple(num_layers_heads(model))
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"head mask has shape {tuple(mask.shape)}, the model needs {shape} "
+                         "(layers x heads)")
+    empty = [l for l, row in enumerate(mask) if not bool((row > 0).any())]
+    if empty:
+        raise ValueError(
+            f"the mask removes every head of layer(s) {empty}; peerprune keeps at least one "
+            "head per layer when it removes heads physically (keep one head there, or use the "
+            "mask without removal)")
+
+
+def prune(model, mask: torch.Tensor):
+    """Physically remove the heads where `mask` is 0 (Q, K, V rows and W^O columns).
+
+    `mask` is (layers x heads) over the original head indices; heads already removed
+    must be 0 in it. Nothing is changed if the mask is refused. Returns the model.
+    """
+    check_mask(model, mask)
+    present = mask_from_kept(kept_heads(model), mask.shape[1])
+    revived = (mask > 0) & (present == 0)
+    if revived.any():
+        raise ValueError(f"the mask keeps heads that were already removed: "
+                         f"{kept_from_mask(revived.float())}")
+    to_prune = {l: [h for h in range(mask.shape[1]) if mask[l, h] == 0 and present[l, h] == 1]
+                for l in range(mask.shape[0])}
+    model.prune_heads({l: hs for l, hs in to_prune.items() if hs})
+    return model
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops(model, seq_len: int = 128) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one sequence of `seq_len` tokens through the
+    encoder, the pooler and the classifier (embeddings and softmax are not counted)."""
+    cfg = model.config
+    d, d_ff, T = cfg.hidden_size, cfg.intermediate_size, seq_len
+    d_h = d // cfg.num_attention_heads
+    total = 0
+    for h in heads_per_layer(model):
+        inner = h * d_h
+        total += 2 * T * d * 3 * inner  # Q, K, V projections
+        total += 2 * 2 * T * T * inner  # scores and weighted sum of values
+        total += 2 * T * inner * d  # output projection W^O
+        total += 2 * 2 * T * d * d_ff  # feed-forward
+    total += 2 * d * d + 2 * d * cfg.num_labels  # pooler, classifier
+    return total
+
+
+class HeadGates(nn.Module):
+    """One learnable gate per head, passed to the model as its `head_mask`.
+
+    The model multiplies each head's attention probabilities by its gate, which is the
+    same as multiplying the head's contribution C_lh = A V W^O_h by it.
+    """
+
+    def __init__(self, n_layers: int, n_heads: int, init: float = 1.0):
+        super().__init__()
+        self.values = nn.Parameter(torch.full((n_layers, n_heads), float(init)))
+
+    def forward(self) -> torch.Tensor:
+        return self.values

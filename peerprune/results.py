@@ -1,0 +1,89 @@
+"""Results: one small JSON file per run, written atomically, read back as a list.
+
+A result follows METHOD.md's "What a result is": task, model, profile, method, distill,
+variant, target_sparsity, sparsity, seed, metric, score, scores, heads_per_layer,
+params, flops, wall_s, config_hash, plus whatever the run adds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+RESULTS_DIR = Path(os.environ.get("PEERPRUNE_RESULTS_DIR", "results"))
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a run's configuration (key order does not matter)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: a kill leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def result_path(result: dict, root: str | os.PathLike | None = None) -> Path:
+    """results/<profile>/<model>/<task>/<method>-<distill>-<variant>-s<sparsity>-seed<seed>.json"""
+    root = Path(root or RESULTS_DIR)
+    model = str(result["model"]).replace("/", "__")
+    name = (f"{result['method']}-{result['distill']}-{result['variant']}"
+            f"-s{result['target_sparsity']:.2f}-seed{result['seed']}.json")
+    return root / result["profile"] / model / result["task"] / name
+
+
+def save_result(result: dict, root=None) -> Path:
+    path = result_path(result, root)
+    write_json(path, result)
+    return path
+
+
+def load_results(root=None, **where) -> list[dict]:
+    """Every result under `root` whose keys equal the given values, sorted by path."""
+    root = Path(root or RESULTS_DIR)
+    out = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(r, dict) or "method" not in r or "task" not in r:
+            continue
+        if all(r.get(k) == v for k, v in where.items()):
+            out.append(r)
+    return out
+
+
+def find_result(config_hash_: str, path: Path) -> dict | None:
+    """The stored result at `path` if it was made by the same configuration."""
+    if path.is_file():
+        r = json.loads(path.read_text())
+        if r.get("config_hash") == config_hash_:
+            return r
+    return None

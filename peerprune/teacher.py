@@ -1,0 +1,123 @@
+"""The dense teacher: the fine-tuned, unpruned model every method starts from.
+
+A teacher run is keyed by its configuration: asking again for the same configuration
+reuses the saved checkpoint (`save_pretrained`) and the stored result. For a small model
+the paper's learning rate is often too low, so a task's teacher is the best of a
+learning-rate sweep on the dev set (`best_teacher`).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from . import heads
+from .glue import get_task, task_data
+from .metrics import primary_score
+from .models import load_tokenizer, model_for_task
+from .profiles import get_profile
+from .results import (config_hash, find_result, load_results, result_path, save_result,
+                      versions, write_json)
+from .train import TrainConfig, fine_tune, make_loader, evaluate
+
+CHECKPOINTS_DIR = Path("checkpoints")
+
+
+def teacher_config(task: str, profile: str, lr: float, seed: int = 0, model: str | None = None,
+                   epochs: int | None = None) -> dict:
+    """Everything that determines a teacher run (and so its hash)."""
+    p = get_profile(profile)
+    get_task(task)
+    train = TrainConfig(lr=lr, batch_size=p.batch_size, epochs=epochs or p.epochs,
+                        max_length=p.max_length, seed=seed)
+    return {"task": task, "model": model or p.model, "profile": profile, "method": "dense",
+            "train": train.to_dict(), "train_examples": p.train_examples,
+            "eval_examples": p.eval_examples}
+
+
+def checkpoint_dir(config: dict, root=None) -> Path:
+    root = Path(root or CHECKPOINTS_DIR)
+    model = config["model"].replace("/", "__")
+    return root / config["profile"] / model / config["task"] / f"dense-{config_hash(config)}"
+
+
+def _variant(lr: float) -> str:
+    return f"lr{lr:g}"
+
+
+def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int = 0,
+                  model: str | None = None, epochs: int | None = None, glue_dir=None,
+                  results_root=None, checkpoints_root=None) -> dict:
+    """Fine-tune (or reuse) one dense teacher and return its result record."""
+    config = teacher_config(task, profile, lr, seed, model, epochs)
+    h = config_hash(config)
+    ckpt = checkpoint_dir(config, checkpoints_root)
+    stub = {"task": task, "model": config["model"], "profile": profile, "method": "dense",
+            "distill": "none", "variant": _variant(lr), "target_sparsity": 0.0, "seed": seed}
+    done = find_result(h, result_path(stub, results_root))
+    if done and (ckpt / "config.json").is_file():
+        return done
+    p = get_profile(profile)
+    train_cfg = TrainConfig(**config["train"])
+    tokenizer = load_tokenizer(config["model"])
+    train, evals = task_data(task, tokenizer, glue_dir=glue_dir, max_length=train_cfg.max_length,
+                             train_examples=p.train_examples, eval_examples=p.eval_examples,
+                             seed=seed)
+    main_split, *other_splits = evals
+    net = model_for_task(config["model"], task, seed=seed)
+    start = time.perf_counter()
+    history = fine_tune(net, task, train, evals[main_split], tokenizer, train_cfg,
+                        desc=f"teacher {task} lr={lr:g}")
+    wall = time.perf_counter() - start
+    scores = dict(history[-1]["scores"])
+    for split in other_splits:
+        loader = make_loader(evals[split], tokenizer, train_cfg.eval_batch_size, False)
+        scores.update({f"{split}/{k}": v for k, v in evaluate(net, loader, task).items()})
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    net.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / "peerprune_config.json", config)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+    spec = get_task(task)
+    result = {**stub, "sparsity": 0.0, "metric": spec.primary_metric,
+              "score": primary_score(task, scores), "scores": scores,
+              "heads_per_layer": heads.heads_per_layer(net), "params": heads.count_params(net),
+              "flops": heads.flops(net, 128), "wall_s": round(wall, 1), "config_hash": h,
+              "lr": lr, "epochs": train_cfg.epochs, "history": history,
+              "train_size": len(train), "eval_size": len(evals[main_split]),
+              "checkpoint": str(ckpt), "versions": versions()}
+    save_result(result, results_root)
+    return result
+
+
+def sweep_teacher(task: str, profile: str = "full", lrs=None, seed: int = 0, **kwargs) -> list[dict]:
+    """Train a teacher for each learning rate (reusing finished ones); return their results."""
+    lrs = lrs or get_profile(profile).teacher_lrs
+    return [train_teacher(task, profile, lr, seed, **kwargs) for lr in lrs]
+
+
+def best_teacher(task: str, profile: str = "full", seed: int = 0, model: str | None = None,
+                 results_root=None) -> dict:
+    """The dense result with the best dev score for a task (ties: the lower learning rate)."""
+    model = model or get_profile(profile).model
+    runs = load_results(results_root, task=task, profile=profile, model=model, method="dense",
+                        seed=seed)
+    if not runs:
+        raise LookupError(f"no dense teacher for task {task!r}, profile {profile!r}, model "
+                          f"{model!r}, seed {seed}; train one with `python -m peerprune teacher "
+                          f"--task {task} --profile {profile}`")
+    return max(runs, key=lambda r: (r["score"], -r["lr"]))
+
+
+def load_teacher(task: str, profile: str = "full", seed: int = 0, model: str | None = None,
+                 glue_dir=None, results_root=None, checkpoints_root=None):
+    """The best teacher's model and tokenizer, retrained from its configuration when its
+    checkpoint is not on this machine (checkpoints are never committed)."""
+    from .models import load_model
+    best = best_teacher(task, profile, seed, model, results_root)
+    result = train_teacher(task, profile, best["lr"], seed, best["model"], best["epochs"],
+                           glue_dir, results_root, checkpoints_root)
+    ckpt = result["checkpoint"]
+    return load_model(ckpt), load_tokenizer(ckpt), result

@@ -1,0 +1,102 @@
+"""Head surgery on a tiny random BERT: masking and removal agree, and survive a reload."""
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from peerprune import heads
+from peerprune.models import load_model
+
+
+@pytest.fixture()
+def batch():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 2000, (4, 12), generator=g)
+    attention = torch.ones(4, 12, dtype=torch.long)
+    attention[1, 7:] = 0  # padding must not matter
+    return {"input_ids": ids, "attention_mask": attention}
+
+
+MASK = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+def logits(model, batch, **kw):
+    with torch.no_grad():
+        return model(**batch, **kw).logits
+
+
+def test_masking_equals_removal(batch):
+    model = load_model("tiny")
+    masked = logits(model, batch, head_mask=MASK)
+    assert (masked - logits(model, batch)).abs().max() > 1e-4  # the mask does something
+    heads.prune(model, MASK)
+    assert heads.kept_heads(model) == [[0, 2], [3]]
+    assert (logits(model, batch) - masked).abs().max() < 1e-5
+
+
+def test_pruning_twice_uses_original_indices(batch):
+    model = load_model("tiny")
+    first = torch.tensor([[1.0, 1, 1, 0], [1, 1, 0, 1]])
+    heads.prune(model, first)
+    heads.prune(model, MASK)
+    assert heads.kept_heads(model) == [[0, 2], [3]]
+    reference = load_model("tiny")
+    assert (logits(model, batch) - logits(reference, batch, head_mask=MASK)).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="already removed"):
+        heads.prune(model, torch.ones(2, 4))
+
+
+def test_pruned_model_reloads_with_plain_transformers(batch, tmp_path):
+    model = load_model("tiny")
+    heads.prune(model, MASK)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert heads.heads_per_layer(loaded) == [2, 1]
+    assert (logits(loaded, batch) - logits(model, batch)).abs().max() < 1e-5
+
+
+def test_smaller_and_cheaper():
+    model = load_model("tiny")
+    p0, f0 = heads.count_params(model), heads.flops(model)
+    heads.prune(model, MASK)
+    d_h = 32 // 4
+    # each removed head takes d_h rows of Q, K, V (weights and biases) and d_h columns of W^O
+    removed = 5 * (3 * (32 * d_h + d_h) + d_h * 32)
+    assert p0 - heads.count_params(model) == removed
+    assert heads.flops(model) < f0
+
+
+def test_emptied_layer_is_refused_before_anything_changes():
+    model = load_model("tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"every head of layer\(s\) \[1\]"):
+        heads.prune(model, torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]]))
+    assert heads.heads_per_layer(model) == [4, 4]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_wrong_mask_shape_is_refused():
+    with pytest.raises(ValueError, match=r"shape \(3, 4\).*\(2, 4\)"):
+        heads.prune(load_model("tiny"), torch.ones(3, 4))
+
+
+def test_models_do_not_share_config(tmp_path):
+    a, b = load_model("tiny"), load_model("tiny")
+    heads.prune(a, MASK)
+    assert b.config.pruned_heads == {} and heads.heads_per_layer(b) == [4, 4]
+    a.save_pretrained(tmp_path)
+    c, d = load_model(str(tmp_path)), load_model(str(tmp_path))
+    assert c.config is not d.config
+    heads.prune(c, torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1]]))
+    assert heads.heads_per_layer(d) == [2, 1]
+
+
+def test_gates_act_as_head_mask(batch):
+    model = load_model("tiny")
+    gates = heads.HeadGates(2, 4, init=1.0)
+    with torch.no_grad():
+        gates.values.copy_(MASK)
+    assert (logits(model, batch, head_mask=gates()) - logits(model, batch, head_mask=MASK)).abs().max() == 0
+    gates = heads.HeadGates(2, 4, init=0.5)
+    loss = model(**batch, head_mask=gates()).logits.sum()
+    loss.backward()
+    assert gates.values.grad is not None and gates.values.grad.abs().sum() > 0
