@@ -1,0 +1,188 @@
+"""The automatic locator: where to prune, with the global budget as the only knob.
+
+Every head gets a hard-concrete gate z_lh (Louizos et al. 2018) that multiplies its
+contribution. The budget K* is a constraint on the expected number of open gates E,
+enforced with Lagrange multipliers that are *learned*: gradient ascent on lambda,
+descent on the weights and the gate logits, on
+
+    L_loc = CE + alpha*KD + beta*L_layer + lambda1*(E - K_t)/N + lambda2*((E - K_t)/N)^2
+
+with K_t going linearly from N to K* over the first half of the steps. The final mask
+keeps the K* gates with the largest log_alpha: the per-layer counts fall out of it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .anatomy import Capture
+from .losses import kd_loss, layer_loss
+from .train import make_loader, pick_device, seed_everything, to_device
+
+
+class HardConcreteGates(nn.Module):
+    """A (layers x heads) grid of hard-concrete gates: beta 2/3, stretch (-0.1, 1.1)."""
+
+    def __init__(self, n_layers: int, n_heads: int, init_log_alpha: float = 3.0,
+                 beta: float = 2 / 3, limits=(-0.1, 1.1)):
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.full((n_layers, n_heads), float(init_log_alpha)))
+        self.beta, (self.left, self.right) = beta, limits
+
+    def forward(self) -> torch.Tensor:
+        """A sample z in training mode; the deterministic gate in eval mode."""
+        if self.training:
+            u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
+            s = torch.sigmoid((u.log() - (-u).log1p() + self.log_alpha) / self.beta)
+        else:
+            s = torch.sigmoid(self.log_alpha)
+        return (s * (self.right - self.left) + self.left).clamp(0.0, 1.0)
+
+    def open_probability(self) -> torch.Tensor:
+        """P(z_lh != 0), whose sum is the expected number of open gates E."""
+        return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.left / self.right))
+
+
+@dataclass
+class LocatorConfig:
+    epochs: int = 1  # passes over the training data
+    lr: float = 2e-5  # model weights (AdamW)
+    lr_gates: float = 0.1  # gate logits (Adam)
+    lr_lambda: float = 1.0  # multipliers (plain gradient ascent)
+    alpha: float = 1.0  # logit KD
+    tau: float = 2.0
+    beta: float = 1.0  # layer loss
+    allocation: str = "auto"  # "auto": one global budget; "uniform": K*/L per layer
+    # peerprune cannot yet remove a layer's last head (see heads.check_mask): on by default
+    min_one_per_layer: bool = True
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int | None = None  # cap the number of steps (tests, smoke runs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ALLOCATIONS = ("auto", "uniform")
+
+
+def uniform_counts(keep: int, n_layers: int, n_heads: int) -> list[int]:
+    """keep heads spread over the layers as evenly as possible (the first layers take
+    the remainder)."""
+    if not n_layers <= keep <= n_layers * n_heads:
+        raise ValueError(f"a uniform allocation of {keep} heads over {n_layers} layers of "
+                         f"{n_heads} needs {n_layers} <= heads kept <= {n_layers * n_heads}")
+    base, extra = divmod(keep, n_layers)
+    return [base + (1 if l < extra else 0) for l in range(n_layers)]
+
+
+def top_mask(scores: torch.Tensor, keep: int, allocation: str = "auto",
+             min_one_per_layer: bool = False) -> torch.Tensor:
+    """A 0/1 mask keeping `keep` heads with the largest scores: globally (`auto`,
+    optionally at least one per layer) or the same count in every layer (`uniform`)."""
+    n_layers, n_heads = scores.shape
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+    if not 1 <= keep <= scores.numel():
+        raise ValueError(f"heads to keep must be in [1, {scores.numel()}], got {keep}")
+    mask = torch.zeros_like(scores)
+    if allocation == "uniform":
+        for l, k in enumerate(uniform_counts(keep, n_layers, n_heads)):
+            mask[l, scores[l].topk(k).indices] = 1.0
+        return mask
+    s = scores.clone().float()
+    if min_one_per_layer:
+        if keep < n_layers:
+            raise ValueError(f"at least one head per layer needs keep >= {n_layers}, got {keep}")
+        mask[torch.arange(n_layers), s.argmax(1)] = 1.0
+        s[mask > 0] = -math.inf
+    rest = keep - int(mask.sum())
+    flat = s.flatten().topk(rest).indices if rest else torch.tensor([], dtype=torch.long)
+    mask.view(-1)[flat] = 1.0
+    return mask
+
+
+def budget_schedule(step: int, total: int, n: int, keep: int) -> float:
+    """K_t: linear from N to K* over the first half of the steps, then K*."""
+    half = max(1, total // 2)
+    return keep + (n - keep) * max(0.0, 1.0 - step / half)
+
+
+def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorConfig):
+    """Train gates (and the student's weights) under the budget; return the mask, the
+    trained gates and a log with one entry per step.
+
+    `teacher` is frozen; `student` starts as a copy of it and is trained in place.
+    """
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    teacher.to(device).eval()
+    student.to(device).train()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    n_layers, n_heads = student.config.num_hidden_layers, student.config.num_attention_heads
+    n = n_layers * n_heads
+    if config.allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+    groups = n_layers if config.allocation == "uniform" else 1
+    gates = HardConcreteGates(n_layers, n_heads).to(device)
+    lambda1 = torch.zeros(groups, device=device)
+    lambda2 = torch.zeros(groups, device=device)
+    opt_w = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
+    opt_g = torch.optim.Adam(gates.parameters(), lr=config.lr_gates)
+    loader = make_loader(train_data, tokenizer, config.batch_size, True, config.seed)
+    total = config.epochs * len(loader)
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    log, step = [], 0
+    bar = tqdm(total=total, desc="locator", mininterval=5 if sys.stderr.isatty() else 60)
+    while step < total:
+        for batch in loader:
+            if step >= total:
+                break
+            batch = to_device(batch, device)
+            tokens = batch["attention_mask"].bool()
+            k_t = budget_schedule(step, total, n, keep)
+            with torch.no_grad(), Capture(teacher) as t_cap:
+                t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
+            z = gates()
+            with Capture(student) as s_cap:
+                s_out = student(**batch, head_mask=z)
+            p_open = gates.open_probability()
+            if groups == 1:
+                violation = ((p_open.sum() - k_t) / n).reshape(1)
+            else:
+                violation = (p_open.sum(1) - k_t / n_layers) / n_heads
+            penalty = (lambda1 * violation + lambda2 * violation ** 2).sum()
+            task_loss = (s_out.loss + config.alpha * kd_loss(s_out.logits, t_out.logits, config.tau)
+                         + config.beta * layer_loss(s_cap.output, t_cap.output, tokens))
+            loss = task_loss + penalty
+            opt_w.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_w.step()
+            opt_g.step()
+            with torch.no_grad():  # ascent: d loss / d lambda1 = violation, / d lambda2 = violation^2
+                v = violation.detach()
+                lambda1 += config.lr_lambda * v
+                lambda2 += config.lr_lambda * v ** 2
+            log.append({"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
+                        "lambda1": lambda1.tolist(), "lambda2": lambda2.tolist(),
+                        "loss": float(task_loss),
+                        "expected_per_layer": [round(x, 3) for x in p_open.detach().sum(1).tolist()],
+                        "open_per_layer": (p_open.detach() > 0.5).sum(1).tolist()})
+            step += 1
+            bar.update(1)
+            bar.set_postfix(E=f"{p_open.sum().item():.1f}", K_t=f"{k_t:.1f}", refresh=False)
+    bar.close()
+    student.eval()
+    gates.eval()
+    mask = top_mask(gates.log_alpha.detach().cpu(), keep, config.allocation,
+                    config.min_one_per_layer)
+    return mask, gates, log

@@ -1,0 +1,64 @@
+"""The distillation losses of the locator and of peer-distillation fine-tuning."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .anatomy import contributions
+
+
+def kd_loss(student_logits, teacher_logits, tau: float = 2.0) -> torch.Tensor:
+    """KD_tau(T || S): KL of the temperature-softened distributions, times tau^2.
+    For regression (one output) it is the squared error to the teacher's prediction."""
+    if student_logits.shape[-1] == 1:
+        return F.mse_loss(student_logits, teacher_logits)
+    t = F.log_softmax(teacher_logits / tau, dim=-1)
+    s = F.log_softmax(student_logits / tau, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean") * tau ** 2
+
+
+def normalized_mse(student, target, tokens) -> torch.Tensor:
+    """sum ||s - t||^2 / sum ||t||^2 over the non-padding tokens (`tokens`: B x T bool)."""
+    s, t = student[tokens], target[tokens]
+    return ((s - t) ** 2).sum() / (t ** 2).sum().clamp_min(1e-12)
+
+
+def layer_loss(student_outputs, teacher_outputs, tokens) -> torch.Tensor:
+    """L_layer: per layer, the student's (gated) MHA_l against the teacher's full MHA_l."""
+    return sum(normalized_mse(s, t, tokens) for s, t in zip(student_outputs, teacher_outputs))
+
+
+def group_matrix(groups: dict[int, list[int]], n_heads: int) -> torch.Tensor:
+    """(H, R) 0/1 matrix: column j sums the teacher heads that retained head j carries."""
+    a = torch.zeros(n_heads, len(groups))
+    for j, (r, members) in enumerate(sorted(groups.items())):
+        a[members, j] = 1.0
+    return a
+
+
+def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: int,
+              joint: bool = False) -> torch.Tensor:
+    """The peer term of L_PD, summed over layers.
+
+    Per head (default): sum_r ||C^S_r - Target_r||^2 / ||Target_r||^2 with
+    Target_r = C^T_r + sum of C^T_p over the pruned heads p assigned to r.
+    Joint: per layer, sum_r C^S_r against sum_h C^T_h.
+    `groups[l]` maps each retained head (original index) to [r, p, ...]; the student's
+    heads are stored in ascending original order.
+    """
+    from .heads import attention
+    total = 0.0
+    for l, layer_groups in enumerate(groups):
+        w_s = attention(student, l).output.dense.weight
+        w_t = attention(teacher, l).output.dense.weight
+        c_s = contributions(student_cap.context[l], w_s, d_h)[tokens]  # (n, R, d)
+        c_t = contributions(teacher_cap.context[l], w_t, d_h)[tokens]  # (n, H, d)
+        if joint:
+            s, t = c_s.sum(1), c_t.sum(1)
+            total = total + ((s - t) ** 2).sum() / (t ** 2).sum().clamp_min(1e-12)
+            continue
+        a = group_matrix(layer_groups, c_t.shape[1]).to(c_t)
+        target = torch.einsum("nhd,hr->nrd", c_t, a)
+        err = ((c_s - target) ** 2).sum(dim=(0, 2))
+        total = total + (err / (target ** 2).sum(dim=(0, 2)).clamp_min(1e-12)).sum()
+    return total

@@ -1,0 +1,108 @@
+"""Peer distillation, steps 1-3: assign each pruned head a retained peer, fold the pruned
+head into it in closed form, then remove the pruned heads.
+
+Weights follow nn.Linear: the output projection's weight W is (d, H*d_h), and head h's
+block W^O_h of the method's notation is W[:, h*d_h:(h+1)*d_h]^T (d_h x d).
+"""
+from __future__ import annotations
+
+import torch
+
+from .anatomy import LayerStats
+from .heads import attention, kept_from_mask, prune
+
+
+def assign_peers(similarity: torch.Tensor, mask: torch.Tensor) -> list[dict[int, int]]:
+    """r(p) = argmax over retained r of sim(C_p, C_r), in each layer: {pruned: peer}."""
+    peers = []
+    for l, row in enumerate(mask):
+        kept = torch.nonzero(row > 0).flatten()
+        layer = {}
+        for p in torch.nonzero(row == 0).flatten().tolist():
+            if len(kept):
+                layer[p] = int(kept[similarity[l, p, kept].argmax()])
+        peers.append(layer)
+    return peers
+
+
+def peer_groups(peers: list[dict[int, int]], mask: torch.Tensor) -> list[dict[int, list[int]]]:
+    """Per layer, each retained head r with the heads whose knowledge it carries: [r, p...]."""
+    groups = []
+    for l, kept in enumerate(kept_from_mask(mask)):
+        g = {r: [r] for r in kept}
+        for p, r in sorted(peers[l].items()):
+            g[r].append(p)
+        groups.append(g)
+    return groups
+
+
+def _ridge_solve(a: torch.Tensor, b: torch.Tensor, rho: float) -> torch.Tensor:
+    """(a + rho * mean(diag a) * I)^-1 b: ridge relative to the scale of the features."""
+    scale = a.diagonal().mean().clamp_min(1e-30)
+    return torch.linalg.solve(a + rho * scale * torch.eye(a.shape[0], dtype=a.dtype), b)
+
+
+def pairwise_merge_weight(stats: LayerStats, peers: dict[int, int], rho: float) -> torch.Tensor:
+    """The layer's new W^O after folding each pruned head p into its peer r:
+    M_p = argmin ||O_r M - O_p||^2 + ridge, then W^O_r += M_p W^O_p (pruned columns kept,
+    they are removed afterwards)."""
+    w = stats.weight.clone()
+    for p, r in peers.items():
+        cr, cp = stats.block([r]), stats.block([p])
+        m = _ridge_solve(stats.gram[cr][:, cr], stats.gram[cr][:, cp], rho)  # (d_h, d_h)
+        # block form W^O_r += M W^O_p is, in nn.Linear's layout, W[:, r] += W[:, p] M^T
+        w[:, cr] += stats.weight[:, cp] @ m.T
+    return w
+
+
+def joint_merge_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.Tensor:
+    """The layer's new W^O whose retained columns reproduce the full sum_h C_h by ridge
+    regression on the retained heads' outputs (pruned columns set to zero)."""
+    cols = stats.block(kept)
+    g = stats.gram
+    # least squares O_R X ~ O W^T: X = (G_RR + ridge)^-1 G_R: W^T, and W_R = X^T
+    x = _ridge_solve(g[cols][:, cols], g[cols] @ stats.weight.T, rho)
+    w = torch.zeros_like(stats.weight)
+    w[:, cols] = x.T
+    return w
+
+
+def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> float:
+    """Relative squared error, over the calibration tokens, between the full attention
+    output O W^T and the output of the retained heads alone under `new_weight`."""
+    cols = stats.block(kept)
+    w_new = torch.zeros_like(stats.weight)
+    w_new[:, cols] = new_weight[:, cols]
+    diff = stats.weight - w_new
+    err = torch.trace(diff @ stats.gram @ diff.T)
+    ref = torch.trace(stats.weight @ stats.gram @ stats.weight.T)
+    return float(err / ref)
+
+
+MERGES = ("pairwise", "joint", "none")
+
+
+def merged_weights(stats: list[LayerStats], mask: torch.Tensor, peers, merge: str = "pairwise",
+                   rho: float = 1e-3) -> list[torch.Tensor]:
+    """Every layer's output projection after the merge (`pairwise`, `joint` or `none`)."""
+    if merge not in MERGES:
+        raise ValueError(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
+    out = []
+    for l, kept in enumerate(kept_from_mask(mask)):
+        if merge == "pairwise":
+            out.append(pairwise_merge_weight(stats[l], peers[l], rho))
+        elif merge == "joint":
+            out.append(joint_merge_weight(stats[l], kept, rho))
+        else:
+            out.append(stats[l].weight)
+    return out
+
+
+@torch.no_grad()
+def merge_and_prune(model, weights: list[torch.Tensor], mask: torch.Tensor):
+    """Write the merged output projections into an unpruned model, then remove the
+    pruned heads physically. Returns the model."""
+    for l, w in enumerate(weights):
+        dense = attention(model, l).output.dense
+        dense.weight.copy_(w.to(dense.weight.dtype))
+    return prune(model, mask)

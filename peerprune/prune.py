@@ -1,0 +1,215 @@
+"""One entry point for a pruning run, used by notebooks, scripts and tests alike.
+
+    result = run_pruning(PruneConfig(task="mrpc", method="apd", sparsity=0.58))
+
+It takes the task's dense teacher (see `teacher.py`), finds a mask with the method's
+locator, recovers (for `apd`: peer assignment, peer merge, physical removal), fine-tunes
+with the chosen distillation, saves the pruned model with `save_pretrained` and writes
+one results JSON. A finished run with the same configuration is reused, not rerun.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from . import anatomy, heads, peers
+from .anatomy import Capture, head_dim
+from .glue import get_task, subsample, task_data
+from .locator import LocatorConfig, locate
+from .losses import kd_loss, peer_loss
+from .metrics import primary_score
+from .profiles import get_profile
+from .results import config_hash, find_result, result_path, save_result, versions, write_json
+from .teacher import CHECKPOINTS_DIR, load_teacher
+from .train import TrainConfig, fine_tune, make_loader, pick_device
+
+METHODS = ("apd",)
+DISTILLS = ("none", "kd", "peer")
+
+
+@dataclass
+class PruneConfig:
+    task: str
+    method: str = "apd"
+    profile: str = "full"
+    sparsity: float | None = 0.58  # share of heads to remove, in [0, 1)
+    keep: int | None = None  # or: how many heads to keep (overrides sparsity)
+    seed: int = 0
+    variant: str = "default"  # an ablation's name
+    distill: str = "peer"  # none: CE only; kd: + logit KD; peer: + logit KD + peer loss
+    model: str | None = None  # default: the profile's
+    epochs: int | None = None  # final fine-tuning epochs; default: the profile's (= teacher's)
+    lr: float | None = None  # final fine-tuning lr; default: the teacher's selected lr
+    alpha: float = 1.0  # logit KD weight
+    tau: float = 2.0  # KD temperature
+    beta: float = 1.0  # peer (and locator layer) loss weight
+    locator_epochs: int = 1
+    lr_gates: float = 0.1
+    lr_lambda: float = 1.0
+    allocation: str = "auto"  # auto | uniform
+    min_one_per_layer: bool = True
+    merge: str = "pairwise"  # pairwise | joint | none
+    peer_loss: str = "per_head"  # per_head | joint
+    init: str = "teacher"  # start of the final fine-tuning: teacher | locator (weights)
+    calib_examples: int = 512
+    rho: float = 1e-3  # ridge of the peer merge, relative to the mean feature variance
+    max_steps: int | None = None  # cap on locator steps (smoke runs)
+
+    def budget(self, n_heads_total: int) -> int:
+        """K* = round(N * (1 - s)), or `keep` when given."""
+        if self.keep is not None:
+            if not 1 <= self.keep <= n_heads_total:
+                raise ValueError(f"keep must be in [1, {n_heads_total}], got {self.keep}")
+            return self.keep
+        if self.sparsity is None or not 0 <= self.sparsity < 1:
+            raise ValueError(f"head sparsity must be in [0, 1), got {self.sparsity}")
+        return max(1, round(n_heads_total * (1 - self.sparsity)))
+
+
+def check_config(c: PruneConfig) -> None:
+    get_task(c.task)
+    get_profile(c.profile)
+    choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
+               "merge": peers.MERGES, "peer_loss": ("per_head", "joint"),
+               "init": ("teacher", "locator")}
+    for name, valid in choices.items():
+        if getattr(c, name) not in valid:
+            raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
+
+
+# The ablations of the method, by name: the options each changes from the defaults.
+ABLATIONS = {
+    "default": {},
+    "no-merge": {"merge": "none"},
+    "no-peer-loss": {"distill": "kd"},
+    "joint": {"merge": "joint", "peer_loss": "joint"},
+    "uniform": {"allocation": "uniform"},
+    "init-locator": {"init": "locator"},
+}
+
+
+def ablation(config: PruneConfig, name: str) -> PruneConfig:
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}")
+    return replace(config, variant=name, **ABLATIONS[name])
+
+
+def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
+    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ beta*peer loss)."""
+    def loss_fn(model, batch):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        if c.distill == "none":
+            return model(**batch).loss
+        peer = c.distill == "peer" and c.beta > 0
+        with torch.no_grad(), Capture(teacher) as t_cap:
+            t_out = teacher(**inputs)
+        with Capture(model) as s_cap:
+            s_out = model(**batch)
+        loss = s_out.loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
+        if peer:
+            tokens = batch["attention_mask"].bool()
+            loss = loss + c.beta * peer_loss(s_cap, t_cap, model, teacher, groups, tokens, d_h,
+                                             joint=c.peer_loss == "joint")
+        return loss
+    return loss_fn
+
+
+def _thin(log: list, most: int = 400) -> list:
+    step = max(1, -(-len(log) // most))
+    return log[::step] + ([log[-1]] if log and (len(log) - 1) % step else [])
+
+
+def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_root=None) -> dict:
+    """Prune, recover, fine-tune, evaluate, save; return the result record."""
+    check_config(c)
+    p = get_profile(c.profile)
+    model_name = c.model or p.model
+    teacher, tokenizer, t_result = load_teacher(c.task, c.profile, 0, model_name, glue_dir,
+                                                results_root, checkpoints_root)
+    n_layers, n_heads = heads.num_layers_heads(teacher)
+    keep = c.budget(n_layers * n_heads)
+    train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
+                            epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
+    full = {"prune": asdict(c), "train": train_cfg.to_dict(), "keep": keep,
+            "teacher": t_result["config_hash"], "train_examples": p.train_examples,
+            "eval_examples": p.eval_examples}
+    h = config_hash(full)
+    stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
+            "distill": c.distill, "variant": c.variant,
+            "target_sparsity": round(1 - keep / (n_layers * n_heads), 4), "seed": c.seed}
+    done = find_result(h, result_path(stub, results_root))
+    if done:
+        return done
+    start = time.perf_counter()
+    device = pick_device(train_cfg.device)
+    teacher.to(device).eval()
+    train, evals = task_data(c.task, tokenizer, glue_dir=glue_dir, max_length=p.max_length,
+                             train_examples=p.train_examples, eval_examples=p.eval_examples,
+                             seed=0)
+    calib_loader = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 64, False)
+    teacher_stats = anatomy.collect_stats(teacher, calib_loader)
+
+    # 2. where to prune
+    timings = {}
+    t0 = time.perf_counter()
+    located = copy.deepcopy(teacher)
+    loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=train_cfg.lr, lr_gates=c.lr_gates,
+                            lr_lambda=c.lr_lambda, alpha=c.alpha, tau=c.tau, beta=c.beta,
+                            allocation=c.allocation, min_one_per_layer=c.min_one_per_layer,
+                            batch_size=p.batch_size, seed=c.seed, max_steps=c.max_steps)
+    mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
+    timings["locator_s"] = time.perf_counter() - t0
+
+    # 3. peer assignment (from the teacher), merge, removal
+    t0 = time.perf_counter()
+    similarity = anatomy.similarity(teacher_stats, "cosine")
+    assignment = peers.assign_peers(similarity, mask)
+    if c.init == "teacher":
+        student, stats = copy.deepcopy(teacher), teacher_stats
+    else:
+        student, stats = located, anatomy.collect_stats(located, calib_loader)
+    kept = heads.kept_from_mask(mask)
+    weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)
+    plain = [s.weight for s in stats]
+    recon = {"none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
+             c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
+    peers.merge_and_prune(student, weights, mask)
+    for prm in student.parameters():
+        prm.requires_grad_(True)
+    timings["merge_s"] = time.perf_counter() - t0
+
+    # 4. fine-tuning with (peer) distillation
+    t0 = time.perf_counter()
+    groups = peers.peer_groups(assignment, mask)
+    loss_fn = distillation_loss(teacher, c, groups, head_dim(teacher))
+    history = fine_tune(student, c.task, train, evals[next(iter(evals))], tokenizer, train_cfg,
+                        loss_fn=loss_fn, desc=f"{c.method} {c.task} {c.variant}")
+    timings["fine_tune_s"] = time.perf_counter() - t0
+    wall = time.perf_counter() - start
+
+    ckpt = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile / model_name.replace("/", "__") \
+        / c.task / f"{c.method}-{h}"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    student.save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    scores = history[-1]["scores"]
+    spec = get_task(c.task)
+    per_layer = heads.heads_per_layer(student)
+    result = {**stub, "sparsity": round(1 - sum(per_layer) / (n_layers * n_heads), 4),
+              "metric": spec.primary_metric, "score": primary_score(c.task, scores),
+              "scores": scores, "heads_per_layer": per_layer, "kept_heads": heads.kept_heads(student),
+              "params": heads.count_params(student), "flops": heads.flops(student, 128),
+              "wall_s": round(wall, 1), "timings": {k: round(v, 1) for k, v in timings.items()},
+              "config_hash": h, "options": asdict(c), "train": train_cfg.to_dict(),
+              "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
+              "peers": [{str(k): v for k, v in a.items()} for a in assignment],
+              "reconstruction_error": recon, "history": history, "locator_log": _thin(log),
+              "log_alpha": gates.log_alpha.detach().cpu().tolist(),
+              "checkpoint": str(ckpt), "versions": versions()}
+    save_result(result, results_root)
+    return result
