@@ -19,6 +19,22 @@ def _teacher(args) -> None:
             print(f"{task} seed {seed}: teacher lr {best['lr']:g}, {best['score']:.2f}", flush=True)
 
 
+def _prune(args) -> None:
+    from .prune import PruneConfig, ablation, run_pruning
+    p = get_profile(args.profile)
+    for task in args.task or p.tasks:
+        for sparsity in args.sparsity:
+            for seed in args.seed if args.seed is not None else p.seeds[:1]:
+                for name in args.ablation:
+                    base = PruneConfig(task=task, method=args.method, profile=args.profile,
+                                       sparsity=sparsity, keep=args.keep, seed=seed,
+                                       model=args.model)
+                    r = run_pruning(ablation(base, name))
+                    print(f"{task} {args.method} {name} sparsity {r['sparsity']:.3f} seed {seed}: "
+                          f"{r['metric']} {r['score']:.2f} (teacher {r['teacher_score']:.2f}), "
+                          f"heads {r['heads_per_layer']}, {r['wall_s']:.0f} s", flush=True)
+
+
 def _report(args) -> None:
     from .report import update_readme
     path = update_readme(args.readme, args.profile)
@@ -35,6 +51,19 @@ def main(argv=None) -> int:
     t.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
     t.add_argument("--model", help="model id, path or alias (default: the profile's)")
     t.set_defaults(run=_teacher)
+    pr = sub.add_parser("prune", help="prune a task's teacher and fine-tune (one run per setting)")
+    pr.add_argument("--profile", default="full", choices=list(PROFILES))
+    pr.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
+    pr.add_argument("--method", default="apd")
+    pr.add_argument("--sparsity", nargs="+", type=float, default=[0.58],
+                    help="shares of heads to remove, each in [0, 1)")
+    pr.add_argument("--keep", type=int, help="heads to keep (overrides --sparsity)")
+    pr.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
+    pr.add_argument("--ablation", nargs="+", default=["default"],
+                    help="variants of the method: default, no-merge, no-peer-loss, joint, "
+                         "uniform, init-locator")
+    pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    pr.set_defaults(run=_prune)
     r = sub.add_parser("report", help="rewrite the README's results tables from results/")
     r.add_argument("--readme", default="README.md")
     r.add_argument("--profile", default="full", choices=list(PROFILES))

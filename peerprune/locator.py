@@ -64,6 +64,9 @@ class LocatorConfig:
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None  # cap the number of steps (tests, smoke runs)
+    # L0 Norm baseline: a fixed penalty lambda * E with the task loss alone, no
+    # multipliers, no KD, no layer loss
+    fixed_penalty: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +117,17 @@ def budget_schedule(step: int, total: int, n: int, keep: int) -> float:
     return keep + (n - keep) * max(0.0, 1.0 - step / half)
 
 
+def _distill_objective(teacher, student, batch, z, config: LocatorConfig):
+    """CE + alpha * KD + beta * L_layer of the gated student against the full teacher."""
+    tokens = batch["attention_mask"].bool()
+    with torch.no_grad(), Capture(teacher) as t_cap:
+        t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
+    with Capture(student) as s_cap:
+        s_out = student(**batch, head_mask=z)
+    return (s_out.loss + config.alpha * kd_loss(s_out.logits, t_out.logits, config.tau)
+            + config.beta * layer_loss(s_cap.output, t_cap.output, tokens))
+
+
 def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorConfig):
     """Train gates (and the student's weights) under the budget; return the mask, the
     trained gates and a log with one entry per step.
@@ -147,22 +161,20 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
             if step >= total:
                 break
             batch = to_device(batch, device)
-            tokens = batch["attention_mask"].bool()
             k_t = budget_schedule(step, total, n, keep)
-            with torch.no_grad(), Capture(teacher) as t_cap:
-                t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
             z = gates()
-            with Capture(student) as s_cap:
-                s_out = student(**batch, head_mask=z)
             p_open = gates.open_probability()
-            if groups == 1:
-                violation = ((p_open.sum() - k_t) / n).reshape(1)
+            if config.fixed_penalty is not None:  # L0 Norm: task loss + lambda * E
+                violation = torch.zeros(groups, device=device)
+                task_loss = student(**batch, head_mask=z).loss
+                loss = task_loss + config.fixed_penalty * p_open.sum()
             else:
-                violation = (p_open.sum(1) - k_t / n_layers) / n_heads
-            penalty = (lambda1 * violation + lambda2 * violation ** 2).sum()
-            task_loss = (s_out.loss + config.alpha * kd_loss(s_out.logits, t_out.logits, config.tau)
-                         + config.beta * layer_loss(s_cap.output, t_cap.output, tokens))
-            loss = task_loss + penalty
+                task_loss = _distill_objective(teacher, student, batch, z, config)
+                if groups == 1:
+                    violation = ((p_open.sum() - k_t) / n).reshape(1)
+                else:
+                    violation = (p_open.sum(1) - k_t / n_layers) / n_heads
+                loss = task_loss + (lambda1 * violation + lambda2 * violation ** 2).sum()
             opt_w.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,7 +186,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
                 lambda2 += config.lr_lambda * v ** 2
             log.append({"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
                         "lambda1": lambda1.tolist(), "lambda2": lambda2.tolist(),
-                        "loss": float(task_loss),
+                        "loss": task_loss.item(),
                         "expected_per_layer": [round(x, 3) for x in p_open.detach().sum(1).tolist()],
                         "open_per_layer": (p_open.detach() > 0.5).sum(1).tolist()})
             step += 1

@@ -84,3 +84,20 @@ def model_for_task(name: str, task: str, seed: int = 0):
     """A pretrained encoder with a fresh head sized for a GLUE task."""
     from .glue import get_task
     return load_model(name, num_labels=get_task(task).num_labels, seed=seed)
+
+
+def save_model(model, tokenizer, path, **extra_json) -> Path:
+    """`save_pretrained` model and tokenizer into `path` atomically: written to a sibling
+    temporary folder, then renamed, so an interrupted save leaves no half checkpoint."""
+    import json
+    import shutil
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    for name, obj in extra_json.items():
+        (tmp / f"{name}.json").write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path

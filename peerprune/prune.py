@@ -10,9 +10,8 @@ one results JSON. A finished run with the same configuration is reused, not reru
 from __future__ import annotations
 
 import copy
-import shutil
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,15 +19,17 @@ import torch
 from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
 from .glue import get_task, subsample, task_data
+from .baselines import hisp_mask, l0_mask, random_mask
 from .locator import LocatorConfig, locate
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
+from .models import save_model
 from .profiles import get_profile
-from .results import config_hash, find_result, result_path, save_result, versions, write_json
+from .results import config_hash, find_result, result_path, save_result, versions
 from .teacher import CHECKPOINTS_DIR, load_teacher
 from .train import TrainConfig, fine_tune, make_loader, pick_device
 
-METHODS = ("apd",)
+METHODS = ("apd", "random", "hisp", "l0")
 DISTILLS = ("none", "kd", "peer")
 
 
@@ -41,7 +42,9 @@ class PruneConfig:
     keep: int | None = None  # or: how many heads to keep (overrides sparsity)
     seed: int = 0
     variant: str = "default"  # an ablation's name
-    distill: str = "peer"  # none: CE only; kd: + logit KD; peer: + logit KD + peer loss
+    # none: CE only; kd: + logit KD; peer: + logit KD + peer loss (apd only).
+    # Default: peer for apd, none for the baselines.
+    distill: str | None = None
     model: str | None = None  # default: the profile's
     epochs: int | None = None  # final fine-tuning epochs; default: the profile's (= teacher's)
     lr: float | None = None  # final fine-tuning lr; default: the teacher's selected lr
@@ -53,12 +56,20 @@ class PruneConfig:
     lr_lambda: float = 1.0
     allocation: str = "auto"  # auto | uniform
     min_one_per_layer: bool = True
-    merge: str = "pairwise"  # pairwise | joint | none
+    merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
     peer_loss: str = "per_head"  # per_head | joint
     init: str = "teacher"  # start of the final fine-tuning: teacher | locator (weights)
     calib_examples: int = 512
     rho: float = 1e-3  # ridge of the peer merge, relative to the mean feature variance
     max_steps: int | None = None  # cap on locator steps (smoke runs)
+    hisp_step: float = 0.1  # HISP: share of all heads pruned per rescoring step
+    l0_start: float = 1e-3  # L0: first penalty strength of the search (x3 per try)
+
+    def resolved(self) -> "PruneConfig":
+        """The same run with the method's defaults filled in."""
+        apd = self.method == "apd"
+        return replace(self, distill=self.distill or ("peer" if apd else "none"),
+                       merge=self.merge or ("pairwise" if apd else "none"))
 
     def budget(self, n_heads_total: int) -> int:
         """K* = round(N * (1 - s)), or `keep` when given."""
@@ -72,6 +83,7 @@ class PruneConfig:
 
 
 def check_config(c: PruneConfig) -> None:
+    """Refuse unknown names and combinations, naming the valid values."""
     get_task(c.task)
     get_profile(c.profile)
     choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
@@ -80,6 +92,9 @@ def check_config(c: PruneConfig) -> None:
     for name, valid in choices.items():
         if getattr(c, name) not in valid:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
+    if c.method != "apd" and (c.distill == "peer" or c.merge != "none"):
+        raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
+                         "peer distillation belongs to 'apd'")
 
 
 # The ablations of the method, by name: the options each changes from the defaults.
@@ -119,6 +134,35 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
     return loss_fn
 
 
+def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loader, lr: float,
+                 batch_size: int):
+    """The method's mask, the model the final fine-tuning starts from (unpruned), and
+    what the run should record about the choice."""
+    n_layers, n_heads = heads.num_layers_heads(teacher)
+    loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=lr, lr_gates=c.lr_gates,
+                            lr_lambda=c.lr_lambda, alpha=c.alpha, tau=c.tau, beta=c.beta,
+                            allocation=c.allocation, min_one_per_layer=c.min_one_per_layer,
+                            batch_size=batch_size, seed=c.seed, max_steps=c.max_steps)
+    if c.method == "apd":
+        located = copy.deepcopy(teacher)
+        mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
+        start = located if c.init == "locator" else copy.deepcopy(teacher)
+        return mask, start, {"locator_log": _thin(log),
+                             "log_alpha": gates.log_alpha.detach().cpu().tolist()}
+    if c.method == "random":
+        return random_mask(n_layers, n_heads, keep, c.seed, c.min_one_per_layer), \
+            copy.deepcopy(teacher), {}
+    if c.method == "hisp":
+        mask, log = hisp_mask(teacher, calib_loader, keep, c.hisp_step, c.min_one_per_layer)
+        return mask, copy.deepcopy(teacher), {"hisp_steps": [s["kept"] for s in log],
+                                              "importance": log[0]["importance"]}
+    if c.method == "l0":
+        mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start)
+        return mask, copy.deepcopy(teacher), {"l0_sweep": sweep,
+                                              "log_alpha": gates.log_alpha.detach().cpu().tolist()}
+    raise ValueError(f"unknown method {c.method!r}; valid: {', '.join(METHODS)}")
+
+
 def _thin(log: list, most: int = 400) -> list:
     step = max(1, -(-len(log) // most))
     return log[::step] + ([log[-1]] if log and (len(log) - 1) % step else [])
@@ -126,6 +170,7 @@ def _thin(log: list, most: int = 400) -> list:
 
 def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_root=None) -> dict:
     """Prune, recover, fine-tune, evaluate, save; return the result record."""
+    c = c.resolved()
     check_config(c)
     p = get_profile(c.profile)
     model_name = c.model or p.model
@@ -151,39 +196,40 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     train, evals = task_data(c.task, tokenizer, glue_dir=glue_dir, max_length=p.max_length,
                              train_examples=p.train_examples, eval_examples=p.eval_examples,
                              seed=0)
-    calib_loader = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 64, False)
-    teacher_stats = anatomy.collect_stats(teacher, calib_loader)
-
-    # 2. where to prune
+    calib_loader = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 32, False)
     timings = {}
     t0 = time.perf_counter()
-    located = copy.deepcopy(teacher)
-    loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=train_cfg.lr, lr_gates=c.lr_gates,
-                            lr_lambda=c.lr_lambda, alpha=c.alpha, tau=c.tau, beta=c.beta,
-                            allocation=c.allocation, min_one_per_layer=c.min_one_per_layer,
-                            batch_size=p.batch_size, seed=c.seed, max_steps=c.max_steps)
-    mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
-    timings["locator_s"] = time.perf_counter() - t0
+    teacher_stats = anatomy.collect_stats(teacher, calib_loader)
+    timings["anatomy_s"] = time.perf_counter() - t0
 
-    # 3. peer assignment (from the teacher), merge, removal
+    # where to prune, and the weights the final fine-tuning starts from
+    t0 = time.perf_counter()
+    mask, student, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
+                                        train_cfg.lr, p.batch_size)
+    timings["locate_s"] = time.perf_counter() - t0
+
+    # apd: peer assignment (from the teacher), merge; every method: physical removal
     t0 = time.perf_counter()
     similarity = anatomy.similarity(teacher_stats, "cosine")
     assignment = peers.assign_peers(similarity, mask)
-    if c.init == "teacher":
-        student, stats = copy.deepcopy(teacher), teacher_stats
-    else:
-        student, stats = located, anatomy.collect_stats(located, calib_loader)
+    stats = teacher_stats if c.init == "teacher" or c.method != "apd" else \
+        anatomy.collect_stats(student, calib_loader)
     kept = heads.kept_from_mask(mask)
     weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)
     plain = [s.weight for s in stats]
-    recon = {"none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
-             c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
-    peers.merge_and_prune(student, weights, mask)
+    extra["reconstruction_error"] = {
+        "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
+        c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
+    if c.method != "apd":
+        heads.prune(student, mask)
+    else:
+        peers.merge_and_prune(student, weights, mask)
     for prm in student.parameters():
         prm.requires_grad_(True)
     timings["merge_s"] = time.perf_counter() - t0
+    extra["peers"] = [{str(k): v for k, v in a.items()} for a in assignment]
 
-    # 4. fine-tuning with (peer) distillation
+    # fine-tuning with the chosen distillation
     t0 = time.perf_counter()
     groups = peers.peer_groups(assignment, mask)
     loss_fn = distillation_loss(teacher, c, groups, head_dim(teacher))
@@ -194,9 +240,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
 
     ckpt = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile / model_name.replace("/", "__") \
         / c.task / f"{c.method}-{h}"
-    shutil.rmtree(ckpt, ignore_errors=True)
-    student.save_pretrained(ckpt)
-    tokenizer.save_pretrained(ckpt)
+    save_model(student, tokenizer, ckpt, peerprune_config=full)
     scores = history[-1]["scores"]
     spec = get_task(c.task)
     per_layer = heads.heads_per_layer(student)
@@ -207,9 +251,6 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
               "wall_s": round(wall, 1), "timings": {k: round(v, 1) for k, v in timings.items()},
               "config_hash": h, "options": asdict(c), "train": train_cfg.to_dict(),
               "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
-              "peers": [{str(k): v for k, v in a.items()} for a in assignment],
-              "reconstruction_error": recon, "history": history, "locator_log": _thin(log),
-              "log_alpha": gates.log_alpha.detach().cpu().tolist(),
-              "checkpoint": str(ckpt), "versions": versions()}
+              "history": history, **extra, "checkpoint": str(ckpt), "versions": versions()}
     save_result(result, results_root)
     return result

@@ -40,7 +40,30 @@ def dense_teacher_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"dense-teacher": dense_teacher_table}
+def pruning_table(profile: str, results_root=None) -> str:
+    """Markdown: every pruning run (mean over seeds) against its task's dense teacher."""
+    runs = [r for r in load_results(results_root, profile=profile) if r["method"] != "dense"]
+    if not runs:
+        return f"_No pruning results for profile `{profile}` yet._\n"
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        key = (r["task"], r["model"], r["target_sparsity"], r["method"], r["distill"], r["variant"])
+        groups.setdefault(key, []).append(r)
+    head = ["task", "model", "metric", "heads removed", "method", "distill", "variant", "seeds",
+            "teacher", "score", "Δ teacher", "heads per layer", "params (M)", "wall time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (task, model, target, method, distill, variant), rs in sorted(groups.items()):
+        mean = sum(r["score"] for r in rs) / len(rs)
+        teacher = rs[0]["teacher_score"]
+        row = [task, model, rs[0]["metric"], f"{rs[0]['sparsity']:.1%}", method, distill, variant,
+               str(len(rs)), _fmt(teacher), f"**{mean:.2f}**", f"{mean - teacher:+.2f}",
+               str(rs[0]["heads_per_layer"]) if len(rs) == 1 else "varies",
+               f"{rs[0]['params'] / 1e6:.2f}", f"{sum(r['wall_s'] for r in rs) / len(rs):.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table}
 
 
 def replace_section(text: str, name: str, profile: str, body: str) -> tuple[str, bool]:

@@ -7,17 +7,15 @@ learning-rate sweep on the dev set (`best_teacher`).
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from . import heads
 from .glue import get_task, task_data
 from .metrics import primary_score
-from .models import load_tokenizer, model_for_task
+from .models import load_tokenizer, model_for_task, save_model
 from .profiles import get_profile
-from .results import (config_hash, find_result, load_results, result_path, save_result,
-                      versions, write_json)
+from .results import config_hash, find_result, load_results, result_path, save_result, versions
 from .train import TrainConfig, fine_tune, make_loader, evaluate
 
 CHECKPOINTS_DIR = Path("checkpoints")
@@ -73,13 +71,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
     for split in other_splits:
         loader = make_loader(evals[split], tokenizer, train_cfg.eval_batch_size, False)
         scores.update({f"{split}/{k}": v for k, v in evaluate(net, loader, task).items()})
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    net.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "peerprune_config.json", config)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    tmp.rename(ckpt)
+    save_model(net, tokenizer, ckpt, peerprune_config=config)
     spec = get_task(task)
     result = {**stub, "sparsity": 0.0, "metric": spec.primary_metric,
               "score": primary_score(task, scores), "scores": scores,

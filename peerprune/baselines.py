@@ -1,0 +1,108 @@
+"""The baselines' answers to "which heads?": Random, HISP and L0 Norm.
+
+Each returns a 0/1 (layers x heads) mask with exactly the budget's K* heads; the entry
+point (`prune.py`) then removes the heads and fine-tunes, as for the method.
+(SMP lives in `smp.py`: it prunes the pretrained model, not the teacher.)
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .heads import num_layers_heads
+from .locator import LocatorConfig, locate, top_mask
+from .train import to_device
+
+
+def random_mask(n_layers: int, n_heads: int, keep: int, seed: int = 0,
+                min_one_per_layer: bool = True) -> torch.Tensor:
+    """K* heads chosen uniformly at random (seeded); optionally at least one per layer."""
+    scores = torch.rand(n_layers, n_heads, generator=torch.Generator().manual_seed(seed))
+    return top_mask(scores, keep, "auto", min_one_per_layer)
+
+
+def _per_example_loss(logits, labels):
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
+    return F.cross_entropy(logits, labels, reduction="sum")
+
+
+def head_importance(model, loader, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """HISP importance I_lh = E_x |dL(x)/dm_lh| at the current mask (ones by default).
+
+    One backward per batch gives every example's own gradient: the head mask is given a
+    batch axis ([L, B, H, 1, 1]), so example b's loss only touches mask[:, b].
+    """
+    device = next(model.parameters()).device
+    n_layers, n_heads = num_layers_heads(model)
+    base = torch.ones(n_layers, n_heads) if mask is None else mask.float()
+    total, count = torch.zeros(n_layers, n_heads), 0
+    model.eval()  # gradients of the deterministic model (no dropout)
+    for batch in loader:
+        batch = to_device(batch, device)
+        labels = batch.pop("labels")
+        b = labels.shape[0]
+        m = base[:, None, :, None, None].expand(-1, b, -1, -1, -1).clone().to(device)
+        m.requires_grad_(True)
+        logits = model(**batch, head_mask=m).logits
+        grad, = torch.autograd.grad(_per_example_loss(logits, labels), m)
+        total += grad.abs().sum(dim=1).reshape(n_layers, n_heads).cpu()
+        count += b
+    return total / count
+
+
+def normalise_per_layer(importance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalise the importance of the remaining heads within each layer."""
+    imp = importance * mask
+    return imp / imp.norm(dim=1, keepdim=True).clamp_min(1e-20)
+
+
+def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
+              min_one_per_layer: bool = True) -> tuple[torch.Tensor, list[dict]]:
+    """Michel et al. (2019): prune step_fraction * N heads at a time by normalised
+    importance, rescoring after each step, down to K*. Returns the mask and the steps."""
+    n_layers, n_heads = num_layers_heads(model)
+    n = n_layers * n_heads
+    per_step = max(1, round(step_fraction * n))
+    mask = torch.ones(n_layers, n_heads)
+    log = []
+    while mask.sum() > keep:
+        imp = normalise_per_layer(head_importance(model, loader, mask), mask)
+        candidates = imp.clone()
+        candidates[mask == 0] = math.inf
+        if min_one_per_layer:
+            candidates[(mask.sum(1) <= 1)[:, None] & (mask > 0)] = math.inf
+        drop = min(per_step, int(mask.sum()) - keep)
+        order = candidates.flatten().argsort()[:drop]
+        if torch.isinf(candidates.flatten()[order]).any():
+            raise ValueError(f"cannot keep {keep} heads with at least one per layer")
+        mask.view(-1)[order] = 0.0
+        log.append({"kept": int(mask.sum()), "importance": imp.tolist()})
+    return mask, log
+
+
+def l0_mask(teacher, train_data, tokenizer, keep: int, config: LocatorConfig,
+            start: float = 1e-3, factor: float = 3.0, tries: int = 8):
+    """Voita et al. (2019): hard-concrete gates with a *fixed* penalty lambda * E trained
+    with the task loss. Lambda is searched (start, start*factor, ...) until the open
+    gates reach K*; the top K* gates of that run are kept. Returns the mask, the sweep
+    (lambda -> open gates) and the chosen run's gates."""
+    sweep, chosen = [], None
+    lam = start
+    for _ in range(tries):
+        student = copy.deepcopy(teacher)
+        cfg = dataclasses.replace(config, fixed_penalty=lam)
+        _, gates, log = locate(teacher, student, train_data, tokenizer, keep, cfg)
+        open_gates = int((gates.open_probability() > 0.5).sum())
+        sweep.append({"lambda": lam, "open_heads": open_gates,
+                      "expected_heads": log[-1]["expected_heads"]})
+        chosen = gates
+        if open_gates <= keep:
+            break
+        lam *= factor
+    mask = top_mask(chosen.log_alpha.detach().cpu(), keep, "auto", config.min_one_per_layer)
+    return mask, sweep, chosen

@@ -1,0 +1,91 @@
+"""Baselines on a tiny model: HISP's importance, exact budgets, L0's sweep."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+from peerprune import heads
+from peerprune.baselines import head_importance, hisp_mask, normalise_per_layer, random_mask
+from peerprune.glue import task_data
+from peerprune.locator import LocatorConfig, locate
+from peerprune.models import load_model, load_tokenizer
+from peerprune.train import make_loader
+
+
+@pytest.fixture(scope="module")
+def data(shared_glue):
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=32, train_examples=48,
+                         eval_examples=8)
+    return tok, train
+
+
+def test_hisp_importance_is_the_mean_absolute_mask_gradient(data):
+    tok, train = data
+    model = load_model("tiny", seed=4)
+    mask = torch.tensor([[1.0, 1, 0, 1], [1, 1, 1, 1]])
+    got = head_importance(model, make_loader(train, tok, 16, False), mask)
+    # independently: one example at a time, a plain (layers x heads) mask, mean |grad|
+    expected = torch.zeros(2, 4)
+    for example in make_loader(train, tok, 1, False):
+        m = mask.clone().requires_grad_(True)
+        logits = model(input_ids=example["input_ids"], attention_mask=example["attention_mask"],
+                       token_type_ids=example["token_type_ids"], head_mask=m).logits
+        F.cross_entropy(logits, example["labels"]).backward()
+        expected += m.grad.abs()
+    expected /= len(train)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=1e-4)
+    norm = normalise_per_layer(got, mask)
+    assert torch.allclose(norm.norm(dim=1), torch.ones(2), atol=1e-6) and norm[0, 2] == 0
+
+
+def test_hisp_and_random_keep_exactly_the_budget(data):
+    tok, train = data
+    model = load_model("tiny", seed=5)
+    mask, log = hisp_mask(model, make_loader(train, tok, 16, False), keep=3)
+    assert int(mask.sum()) == 3 and (mask.sum(1) >= 1).all()
+    assert [s["kept"] for s in log] == [7, 6, 5, 4, 3]  # 10% of 8 heads = 1 per step
+    r = random_mask(2, 4, 5, seed=1)
+    assert int(r.sum()) == 5 and torch.equal(r, random_mask(2, 4, 5, seed=1))
+    seeds = {tuple(random_mask(2, 4, 5, seed=s).flatten().tolist()) for s in range(6)}
+    assert len(seeds) > 1  # the seed changes the choice
+
+
+def test_l0_penalty_never_keeps_more_heads_when_larger(data):
+    """In this setting (tiny model, 30 steps, same seed) a larger fixed penalty keeps no
+    more heads: the property the L0 baseline's search relies on."""
+    tok, train = data
+    teacher = load_model("tiny", seed=6)
+    kept = []
+    for lam in (0.0, 0.02, 0.2):
+        cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=30,
+                            fixed_penalty=lam)
+        _, gates, _ = locate(teacher, copy.deepcopy(teacher), train, tok, 4, cfg)
+        kept.append(int((gates.open_probability() > 0.5).sum()))
+    assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1], kept
+
+
+@pytest.mark.parametrize("method", ["random", "hisp", "l0"])
+def test_each_baseline_through_the_entry_point(method, shared_glue, tmp_results):
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.teacher import train_teacher
+    train_teacher("rte", "smoke", lr=1e-3)
+    r = run_pruning(PruneConfig(task="rte", method=method, profile="smoke", keep=3,
+                                locator_epochs=2, max_steps=6, l0_start=0.05))
+    assert sum(r["heads_per_layer"]) == 3 and r["distill"] == "none"
+    loaded = AutoModelForSequenceClassification.from_pretrained(r["checkpoint"])
+    assert heads.heads_per_layer(loaded) == r["heads_per_layer"]
+    x = torch.randint(1000, 2000, (2, 9))
+    assert loaded(input_ids=x).logits.shape == (2, 2)
+    kd = run_pruning(PruneConfig(task="rte", method=method, profile="smoke", keep=3,
+                                 distill="kd", locator_epochs=2, max_steps=6, l0_start=0.05))
+    assert kd["distill"] == "kd" and kd["heads_per_layer"] == r["heads_per_layer"]
+    if method == "l0":
+        sweep = r["l0_sweep"]
+        assert [s["lambda"] for s in sweep] == pytest.approx([0.05 * 3 ** i for i in range(len(sweep))])
+        assert sweep[-1]["open_heads"] <= 3 or len(sweep) == 8  # reached the budget, or gave up
+        assert all(s["open_heads"] > 3 for s in sweep[:-1])  # stopped at the first that did
+    with pytest.raises(ValueError, match="peer distillation belongs to 'apd'"):
+        run_pruning(PruneConfig(task="rte", method=method, profile="smoke", distill="peer"))
