@@ -23,13 +23,14 @@ from .baselines import hisp_mask, l0_mask, random_mask
 from .locator import LocatorConfig, locate
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
-from .models import save_model
+from .models import model_for_task, save_model
+from .smp import SMPConfig, smp
 from .profiles import get_profile
 from .results import config_hash, find_result, result_path, save_result, versions
 from .teacher import CHECKPOINTS_DIR, load_teacher
 from .train import TrainConfig, fine_tune, make_loader, pick_device
 
-METHODS = ("apd", "random", "hisp", "l0")
+METHODS = ("apd", "random", "hisp", "l0", "smp")
 DISTILLS = ("none", "kd", "peer")
 
 
@@ -64,6 +65,8 @@ class PruneConfig:
     max_steps: int | None = None  # cap on locator steps (smoke runs)
     hisp_step: float = 0.1  # HISP: share of all heads pruned per rescoring step
     l0_start: float = 1e-3  # L0: first penalty strength of the search (x3 per try)
+    smp_steps: int = 200  # SMP: meta-training steps of the attention-map scorer
+    smp_sentences: int = 4000  # SMP: meta-training sentences from the other tasks
 
     def resolved(self) -> "PruneConfig":
         """The same run with the method's defaults filled in."""
@@ -135,7 +138,7 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
 
 
 def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loader, lr: float,
-                 batch_size: int):
+                 batch_size: int, model_name: str, glue_dir=None, checkpoints_root=None):
     """The method's mask, the model the final fine-tuning starts from (unpruned), and
     what the run should record about the choice."""
     n_layers, n_heads = heads.num_layers_heads(teacher)
@@ -160,6 +163,13 @@ def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loa
         mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start)
         return mask, copy.deepcopy(teacher), {"l0_sweep": sweep,
                                               "log_alpha": gates.log_alpha.detach().cpu().tolist()}
+    if c.method == "smp":  # prunes the pretrained model, which is then fine-tuned
+        pretrained = model_for_task(model_name, c.task, seed=c.seed)
+        cfg = SMPConfig(steps=c.smp_steps, sentences=c.smp_sentences, batch_size=batch_size,
+                        seed=c.seed)
+        mask, extra = smp(pretrained, model_name, c.task, train, tokenizer, keep, cfg, glue_dir,
+                          checkpoints_root or CHECKPOINTS_DIR)
+        return mask, pretrained, extra
     raise ValueError(f"unknown method {c.method!r}; valid: {', '.join(METHODS)}")
 
 
@@ -205,25 +215,25 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     # where to prune, and the weights the final fine-tuning starts from
     t0 = time.perf_counter()
     mask, student, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
-                                        train_cfg.lr, p.batch_size)
+                                        train_cfg.lr, p.batch_size, model_name, glue_dir,
+                                        checkpoints_root)
     timings["locate_s"] = time.perf_counter() - t0
 
     # apd: peer assignment (from the teacher), merge; every method: physical removal
     t0 = time.perf_counter()
     similarity = anatomy.similarity(teacher_stats, "cosine")
     assignment = peers.assign_peers(similarity, mask)
-    stats = teacher_stats if c.init == "teacher" or c.method != "apd" else \
-        anatomy.collect_stats(student, calib_loader)
-    kept = heads.kept_from_mask(mask)
-    weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)
-    plain = [s.weight for s in stats]
-    extra["reconstruction_error"] = {
-        "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
-        c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
-    if c.method != "apd":
-        heads.prune(student, mask)
-    else:
+    if c.method == "apd":
+        stats = teacher_stats if c.init == "teacher" else anatomy.collect_stats(student, calib_loader)
+        kept = heads.kept_from_mask(mask)
+        weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)
+        plain = [s.weight for s in stats]
+        extra["reconstruction_error"] = {
+            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
+            c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
         peers.merge_and_prune(student, weights, mask)
+    else:
+        heads.prune(student, mask)
     for prm in student.parameters():
         prm.requires_grad_(True)
     timings["merge_s"] = time.perf_counter() - t0

@@ -67,20 +67,22 @@ def test_l0_penalty_never_keeps_more_heads_when_larger(data):
     assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1], kept
 
 
-@pytest.mark.parametrize("method", ["random", "hisp", "l0"])
+@pytest.mark.parametrize("method", ["random", "hisp", "l0", "smp"])
 def test_each_baseline_through_the_entry_point(method, shared_glue, tmp_results):
     from peerprune.prune import PruneConfig, run_pruning
     from peerprune.teacher import train_teacher
     train_teacher("rte", "smoke", lr=1e-3)
     r = run_pruning(PruneConfig(task="rte", method=method, profile="smoke", keep=3,
-                                locator_epochs=2, max_steps=6, l0_start=0.05))
+                                locator_epochs=2, max_steps=6, l0_start=0.05, smp_steps=3,
+                                smp_sentences=40))
     assert sum(r["heads_per_layer"]) == 3 and r["distill"] == "none"
     loaded = AutoModelForSequenceClassification.from_pretrained(r["checkpoint"])
     assert heads.heads_per_layer(loaded) == r["heads_per_layer"]
     x = torch.randint(1000, 2000, (2, 9))
     assert loaded(input_ids=x).logits.shape == (2, 2)
     kd = run_pruning(PruneConfig(task="rte", method=method, profile="smoke", keep=3,
-                                 distill="kd", locator_epochs=2, max_steps=6, l0_start=0.05))
+                                 distill="kd", locator_epochs=2, max_steps=6, l0_start=0.05,
+                                 smp_steps=3, smp_sentences=40))
     assert kd["distill"] == "kd" and kd["heads_per_layer"] == r["heads_per_layer"]
     if method == "l0":
         sweep = r["l0_sweep"]
@@ -89,3 +91,25 @@ def test_each_baseline_through_the_entry_point(method, shared_glue, tmp_results)
         assert all(s["open_heads"] > 3 for s in sweep[:-1])  # stopped at the first that did
     with pytest.raises(ValueError, match="peer distillation belongs to 'apd'"):
         run_pruning(PruneConfig(task="rte", method=method, profile="smoke", distill="peer"))
+
+
+def test_smp_scorer_trains_on_other_tasks_and_keeps_equal_heads_per_layer(shared_glue, tmp_path):
+    from peerprune.smp import SMPConfig, gumbel_topk_mask, meta_sentences, smp
+    tok = load_tokenizer("tiny")
+    sentences = meta_sentences("rte", tok, 60, shared_glue, max_length=32)
+    assert len(sentences) == 60  # 12 from each of the five other offline tasks
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=32, train_examples=24,
+                         eval_examples=8)
+    pretrained = load_model("tiny", seed=7)
+    cfg = SMPConfig(steps=4, batch_size=8, sentences=60, apply_examples=24, max_length=32)
+    mask, info = smp(pretrained, "tiny", "rte", train, tok, 4, cfg, shared_glue, tmp_path)
+    assert mask.sum(1).tolist() == [2, 2] and set(mask.flatten().tolist()) <= {0.0, 1.0}
+    assert info["smp_meta_loss"] is not None and len(info["smp_meta_loss"]) == 4
+    again, info2 = smp(load_model("tiny", seed=7), "tiny", "rte", train, tok, 4, cfg, shared_glue,
+                       tmp_path)
+    assert info2["smp_meta_loss"] is None and torch.equal(again, mask)  # the scorer was reused
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.2]], requires_grad=True)
+    m = gumbel_topk_mask(scores, [2], noise=False)
+    assert m.tolist() == [[0, 1, 1, 0]]
+    (m * torch.tensor([1.0, 2, 3, 4])).sum().backward()
+    assert scores.grad.abs().sum() > 0  # gradients reach the scores through the relaxation
