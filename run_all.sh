@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # peerprune's two entry points; each sets up .venv on first use (Python 3.11 + pip).
 #
-#   ./run_all.sh [--profile smoke|quick|full|paper] [--task T ...]   the main job
-#   ./run_all.sh --test [pytest arguments]                           the test suite
+#   ./run_all.sh [--profile smoke|quick|full|paper] [--task T]   the main job: every
+#        notebook in order through papermill (kernel "peerprune"), executed copies under
+#        results/<profile>/executed/, figures under figures/<profile>/, tables under
+#        results/<profile>/tables/ and in the README. Finished runs are reused.
+#   ./run_all.sh --test [pytest arguments]                       the test suite
 #
 # The local GLUE folder is taken from $PEERPRUNE_GLUE_DIR, else ../shared/glue when it
 # exists; without either, data comes from the Hugging Face Hub.
@@ -42,18 +45,40 @@ if [ "${1:-}" = "--test" ]; then
 fi
 
 profile=quick
-tasks=()
+task=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile) profile="$2"; shift 2 ;;
-    --task) shift; while [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; do tasks+=("$1"); shift; done ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
-    *) echo "run_all.sh: unknown argument '$1' (valid: --profile P, --task T ..., --test)" >&2; exit 2 ;;
+    --profile) profile="${2:-}"; shift 2 ;;
+    --task) task="${2:-}"; shift 2 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "run_all.sh: unknown argument '$1' (valid: --profile P, --task T, --test)" >&2; exit 2 ;;
   esac
 done
 setup_env
-task_args=()
-[ ${#tasks[@]} -gt 0 ] && task_args=(--task "${tasks[@]}")
-"$VENV/bin/python" -m peerprune teacher --profile "$profile" "${task_args[@]}"
-"$VENV/bin/python" -m peerprune report --profile "$profile"
-echo "results: results/$profile/   README tables: README.md"
+# Refuse a bad profile or task before anything runs (the error lists the valid names).
+task=$("$VENV/bin/python" - "$profile" "$task" <<'PY'
+import sys
+from peerprune.glue import get_task
+from peerprune.profiles import get_profile
+try:
+    p = get_profile(sys.argv[1])
+    print(get_task(sys.argv[2]).name if sys.argv[2] else p.tasks[0])
+except ValueError as e:
+    sys.exit(f"run_all.sh: {e}")
+PY
+)
+out="results/$profile/executed"
+mkdir -p "$out"
+start=$(date +%s)
+for nb in notebooks/[0-9][0-9]_*.ipynb; do
+  name=$(basename "$nb")
+  echo "== $name (profile $profile, task $task)"
+  # papermill writes the executed copy; a notebook that fails stops the run (set -e)
+  "$VENV/bin/python" -m papermill "$nb" "$out/$name" -k peerprune --cwd notebooks \
+    -p profile "$profile" -p task "$task" -p workdir "$PWD" -p glue_dir "${PEERPRUNE_GLUE_DIR:-}" \
+    --log-level WARNING
+done
+echo "done in $(( $(date +%s) - start )) s"
+echo "executed notebooks: $out/"
+echo "results: results/$profile/   tables: results/$profile/tables/   figures: figures/$profile/"
+echo "README tables rewritten for profile $profile (sections <!-- table:NAME:$profile -->)"

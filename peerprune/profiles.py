@@ -23,19 +23,34 @@ class Profile:
     eval_examples: int | None = None  # None: the whole dev split
     batch_size: int = 32
     max_length: int = 128
-    extra: dict = field(default_factory=dict)
+    sparsities: tuple[float, ...] = (0.58,)  # head sparsities of the method comparison
+    methods: tuple[str, ...] = ("apd", "random", "hisp", "l0", "smp")
+    ablation_tasks: tuple[str, ...] = ()  # tasks of the ablation notebook
+    sweep_tasks: tuple[str, ...] = ()  # tasks that run every sparsity (others: 0.58 only)
+    prune_options: dict = field(default_factory=dict)  # PruneConfig fields to override
+
+    def prune_config(self, task: str, **fields):
+        """A PruneConfig for this profile (its option overrides, then `fields`)."""
+        from .prune import PruneConfig
+        return PruneConfig(task=task, profile=self.name, **{**self.prune_options, **fields})
 
     def with_(self, **changes) -> "Profile":
         return replace(self, **changes)
 
 
+SWEEP = (0.25, 0.5, 0.58, 0.75, 0.83, 0.92)  # 54, 36, 30, 18, 12, 6 of 72 heads kept
+
 PROFILES: dict[str, Profile] = {p.name: p for p in [
     Profile("smoke", "tiny", ("rte",), epochs=1, teacher_lrs=(1e-3,), train_examples=64,
-            eval_examples=32, batch_size=16, max_length=64),
-    Profile("quick", "minilm", ("mrpc", "stsb"), epochs=2, teacher_lrs=(1e-4,),
-            train_examples=1000),
+            eval_examples=32, batch_size=16, max_length=64, sparsities=(0.5, 0.75),
+            ablation_tasks=("rte",), sweep_tasks=("rte",),
+            prune_options=dict(locator_epochs=2, max_steps=8, calib_examples=64,
+                               smp_steps=3, smp_sentences=40, l0_start=0.05)),
+    Profile("quick", "minilm", ("mrpc",), epochs=2, teacher_lrs=(1e-4,), train_examples=1000,
+            ablation_tasks=("mrpc",), prune_options=dict(smp_steps=50, smp_sentences=1600)),
     Profile("full", "minilm", ("rte", "mrpc", "stsb", "cola", "sst2", "wnli"), epochs=4,
-            teacher_lrs=(2e-5, 5e-5, 1e-4), seeds=(0, 1, 2)),
+            teacher_lrs=(2e-5, 5e-5, 1e-4), seeds=(0, 1, 2), sparsities=SWEEP,
+            ablation_tasks=("mrpc", "rte"), sweep_tasks=("mrpc", "stsb")),
     Profile("paper", "bert-base-uncased",
             ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"), epochs=4,
             teacher_lrs=(2e-5,)),

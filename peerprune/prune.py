@@ -196,7 +196,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     h = config_hash(full)
     stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
             "distill": c.distill, "variant": c.variant,
-            "target_sparsity": round(1 - keep / (n_layers * n_heads), 4), "seed": c.seed}
+            "target_sparsity": c.sparsity if c.keep is None else round(1 - keep / (n_layers * n_heads), 4),
+            "seed": c.seed}
     done = find_result(h, result_path(stub, results_root))
     if done:
         return done

@@ -63,7 +63,67 @@ def pruning_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table}
+def results_frame(profile: str, results_root=None):
+    """Every result of a profile as a pandas DataFrame (one row per run)."""
+    import pandas as pd
+    return pd.DataFrame(load_results(results_root, profile=profile))
+
+
+def frame_to_markdown(table) -> str:
+    """A DataFrame as a Markdown table (index first), numbers with two decimals."""
+    def cell(v):
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.2f}"
+        return str(v)
+    head = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([str(idx)] + [cell(v) for v in row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_frame(profile: str, target: float = 0.58, results_root=None):
+    """The GLUE-style table: per task, the dense teacher and every (method, distill) at one
+    target sparsity (mean over seeds), with the share of heads removed."""
+    import pandas as pd
+    df = results_frame(profile, results_root)
+    if df.empty:
+        return pd.DataFrame()
+    dense = df[df["method"] == "dense"].groupby("task")["score"].max().rename("dense")
+    runs = df[(df["method"] != "dense") & (df["variant"] == "default")
+              & ((df["target_sparsity"] - target).abs() < 0.01)]
+    if runs.empty:
+        return dense.to_frame()
+    runs = runs.assign(column=runs["method"] + " (" + runs["distill"] + ")")
+    wide = runs.pivot_table(index="task", columns="column", values="score", aggfunc="mean")
+    metric = df.groupby("task")["metric"].first()
+    removed = runs.groupby("task")["sparsity"].mean().rename("heads removed")
+    return pd.concat([metric, dense, wide, removed], axis=1).loc[wide.index]
+
+
+def write_tables(profile: str, out_dir, results_root=None) -> list[Path]:
+    """The comparison table as Markdown, CSV and LaTeX under `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison_frame(profile, results_root=results_root)
+    paths = [out / "comparison.md", out / "comparison.csv", out / "comparison.tex"]
+    if table.empty:
+        return []
+    atomic_write_text(paths[0], frame_to_markdown(table))
+    atomic_write_text(paths[1], table.round(4).to_csv())
+    atomic_write_text(paths[2], table.round(2).to_latex(float_format="%.2f"))
+    return paths
+
+
+def comparison_table(profile: str, results_root=None) -> str:
+    table = comparison_frame(profile, results_root=results_root)
+    if table.empty:
+        return f"_No results for profile `{profile}` yet._\n"
+    return frame_to_markdown(table)
+
+
+TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
+          "comparison": comparison_table}
 
 
 def replace_section(text: str, name: str, profile: str, body: str) -> tuple[str, bool]:

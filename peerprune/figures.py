@@ -1,0 +1,127 @@
+"""Figures (seaborn/matplotlib), each saved as PNG and PDF under `figures/`.
+
+Files are byte-stable where matplotlib allows: no creation date in the PDF, no software
+tag in the PNG, fixed size and DPI.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+FIGURES_DIR = Path("figures")
+
+
+def save(fig, name: str, out_dir=None) -> list[Path]:
+    """Write `name`.png and `name`.pdf; return both paths."""
+    out = Path(out_dir or FIGURES_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=120, metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None, "Producer": None,
+                                    "Creator": None})
+    plt.close(fig)
+    return paths
+
+
+def similarity_heatmaps(similarity, title: str, assignment=None):
+    """One heatmap per layer of the (H x H) head similarity; with a peer assignment
+    ({pruned: peer} per layer), each pruned head's row marks its peer with a box."""
+    sim = np.asarray(similarity)
+    n_layers = sim.shape[0]
+    cols = min(n_layers, 3)
+    rows = -(-n_layers // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
+    for l, ax in enumerate(axes.flat):
+        if l >= n_layers:
+            ax.axis("off")
+            continue
+        sns.heatmap(sim[l], ax=ax, vmin=-1 if sim.min() < 0 else 0, vmax=1, cmap="vlag",
+                    square=True, cbar=l % cols == cols - 1)
+        ax.set_title(f"layer {l}")
+        ax.set_xlabel("head")
+        ax.set_ylabel("head")
+        if assignment is not None:
+            for p, r in assignment[l].items():
+                ax.add_patch(plt.Rectangle((int(r), int(p)), 1, 1, fill=False, lw=2, ec="black"))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def locator_dynamics(log: list[dict], title: str):
+    """Expected open heads against the budget K_t, the multipliers, open gates per layer."""
+    df = pd.DataFrame(log)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    axes[0].plot(df["step"], df["expected_heads"], label="expected heads E")
+    axes[0].plot(df["step"], df["k_t"], "--", label="budget K_t")
+    axes[0].set_xlabel("step")
+    axes[0].legend()
+    l1 = np.array(df["lambda1"].tolist())
+    l2 = np.array(df["lambda2"].tolist())
+    axes[1].plot(df["step"], l1.mean(1), label="lambda1")
+    axes[1].plot(df["step"], l2.mean(1), label="lambda2")
+    axes[1].set_xlabel("step")
+    axes[1].legend()
+    opened = np.array(df["open_per_layer"].tolist())
+    for l in range(opened.shape[1]):
+        axes[2].plot(df["step"], opened[:, l], label=f"layer {l}")
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("open gates")
+    axes[2].legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def score_vs_sparsity(frame: pd.DataFrame, dense: pd.DataFrame):
+    """Score against heads removed, a line per (method, distill), a panel per task; the
+    dense teacher as a dashed line."""
+    tasks = sorted(frame["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sub = frame[frame["task"] == task].copy()
+        sub["run"] = sub["method"] + " (" + sub["distill"] + ")"
+        sns.lineplot(sub, x="sparsity", y="score", hue="run", marker="o", ax=ax,
+                     errorbar=None, hue_order=sorted(sub["run"].unique()))
+        d = dense[dense["task"] == task]
+        if len(d):
+            ax.axhline(float(d["score"].max()), ls="--", c="gray", label="dense teacher")
+        ax.set_title(task)
+        ax.set_xlabel("share of heads removed")
+        ax.set_ylabel(sub["metric"].iloc[0])
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def kept_heads_heatmap(frame: pd.DataFrame):
+    """Kept heads per layer for each (task, method, variant) run."""
+    rows = {f"{r.task} {r.method}/{r.distill}/{r.variant} s={r.target_sparsity:.2f}":
+            r.heads_per_layer for r in frame.itertuples()}
+    data = pd.DataFrame(rows).T.sort_index()
+    data.columns = [f"L{c}" for c in data.columns]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * data.shape[1], 0.3 * len(data) + 1.2))
+    sns.heatmap(data, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+    ax.set_xlabel("layer")
+    fig.tight_layout()
+    return fig
+
+
+def cost_vs_sparsity(frame: pd.DataFrame):
+    """Parameters and FLOPs (128 tokens) against heads removed."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    sns.scatterplot(frame, x="sparsity", y="params", hue="task", ax=axes[0])
+    sns.scatterplot(frame, x="sparsity", y="flops", hue="task", ax=axes[1])
+    axes[0].set_ylabel("parameters")
+    axes[1].set_ylabel("FLOPs per 128-token sequence")
+    for ax in axes:
+        ax.set_xlabel("share of heads removed")
+    fig.tight_layout()
+    return fig

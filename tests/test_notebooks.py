@@ -1,0 +1,85 @@
+"""Every notebook, run in order through papermill with the smoke profile, writes what it
+should (the way recommenders' tests/unit/examples run their notebooks)."""
+import json
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+KERNEL = "peerprune"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def executed(shared_glue, tmp_path_factory, monkeypatch_module):
+    """Run all notebooks once, in order, in a scratch work folder; keep each one's error."""
+    monkeypatch_module.setenv("OMP_NUM_THREADS", "1")  # the kernels: tiny models, one core
+    work = tmp_path_factory.mktemp("work")
+    (work / "README.md").write_text("<!-- table:comparison:smoke -->\n<!-- /table:comparison:smoke -->\n")
+    errors = {}
+    for nb in NOTEBOOKS:
+        out = work / "results" / "smoke" / "executed" / nb.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pm.execute_notebook(str(nb), str(out), kernel_name=KERNEL, cwd=str(nb.parent),
+                                parameters={"profile": "smoke", "task": "rte",
+                                            "workdir": str(work), "glue_dir": str(shared_glue)},
+                                progress_bar=False)
+        except Exception as e:  # report per notebook below
+            errors[nb.name] = e
+    return work, errors
+
+
+def test_notebooks_exist_in_order():
+    names = [nb.name for nb in NOTEBOOKS]
+    assert names[0].startswith("00_") and len(names) == 8
+    assert [int(n[:2]) for n in names] == list(range(8))
+
+
+@pytest.mark.parametrize("name", [nb.name for nb in NOTEBOOKS])
+def test_notebook_runs(executed, name):
+    work, errors = executed
+    assert name not in errors, f"{name} failed: {errors.get(name)}"
+    out = json.loads((work / "results" / "smoke" / "executed" / name).read_text())
+    assert out["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
+
+
+def test_outputs_written(executed):
+    work, _ = executed
+    res, fig = work / "results" / "smoke", work / "figures" / "smoke"
+    data = json.loads((res / "notebooks" / "00_data_rte.json").read_text())
+    assert data["train_used"] == 64 and data["max_tokens"] <= 64
+    dense = json.loads(next((res / "tiny" / "rte").glob("dense-*.json")).read_text())
+    assert dense["method"] == "dense"
+    anatomy = json.loads((res / "notebooks" / "02_anatomy_rte.json").read_text())
+    assert len(anatomy["r2"]) == 2 and all(0 <= x <= 1 for row in anatomy["r2"] for x in row)
+    merge = json.loads((res / "notebooks" / "04_merge_rte.json").read_text())["reconstruction_error"]
+    assert sum(merge["pairwise"]) < sum(merge["none"])
+    runs = [json.loads(p.read_text()) for p in (res / "tiny" / "rte").glob("*.json")]
+    methods = {(r["method"], r["distill"]) for r in runs}
+    assert {("apd", "peer"), ("random", "none"), ("random", "kd"), ("hisp", "kd"), ("l0", "none"),
+            ("smp", "kd")} <= methods
+    assert {r["variant"] for r in runs if r["method"] == "apd"} >= {"default", "no-merge", "uniform"}
+    for name in ("anatomy_rte_cosine", "anatomy_rte_cka", "anatomy_rte_r2", "locator_rte",
+                 "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity"):
+        for ext in ("png", "pdf"):
+            assert (fig / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
+    table = (res / "tables" / "comparison.csv").read_text()
+    assert table.startswith("task,metric,dense") and "apd (peer)" in table
+    readme = (work / "README.md").read_text()
+    assert "| rte |" in readme and "apd (peer)" in readme
+
+
+def test_notebooks_committed_without_outputs():
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), nb.name
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1 and "profile: str" in "".join(tagged[0]["source"]), nb.name
