@@ -19,7 +19,7 @@ from .train import to_device
 
 
 def random_mask(n_layers: int, n_heads: int, keep: int, seed: int = 0,
-                min_one_per_layer: bool = True) -> torch.Tensor:
+                min_one_per_layer: bool = False) -> torch.Tensor:
     """K* heads chosen uniformly at random (seeded); optionally at least one per layer."""
     scores = torch.rand(n_layers, n_heads, generator=torch.Generator().manual_seed(seed))
     return top_mask(scores, keep, "auto", min_one_per_layer)
@@ -62,7 +62,7 @@ def normalise_per_layer(importance: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
-              min_one_per_layer: bool = True) -> tuple[torch.Tensor, list[dict]]:
+              min_one_per_layer: bool = False) -> tuple[torch.Tensor, list[dict]]:
     """Michel et al. (2019): prune step_fraction * N heads at a time by normalised
     importance, rescoring after each step, down to K*. Returns the mask and the steps."""
     n_layers, n_heads = num_layers_heads(model)

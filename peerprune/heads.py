@@ -53,24 +53,42 @@ def kept_from_mask(mask: torch.Tensor) -> list[list[int]]:
 
 
 def check_mask(model, mask: torch.Tensor) -> None:
-    """Refuse a mask of the wrong shape or one that empties a layer, naming the problem."""
+    """Refuse a mask of the wrong shape, naming the shape the model needs."""
     shape = tuple(num_layers_heads(model))
     if tuple(mask.shape) != shape:
         raise ValueError(f"head mask has shape {tuple(mask.shape)}, the model needs {shape} "
                          "(layers x heads)")
-    empty = [l for l, row in enumerate(mask) if not bool((row > 0).any())]
-    if empty:
-        raise ValueError(
-            f"the mask removes every head of layer(s) {empty}; peerprune keeps at least one "
-            "head per layer when it removes heads physically (keep one head there, or use the "
-            "mask without removal)")
+
+
+class EmptySelfAttention(nn.Module):
+    """The self-attention of a layer whose heads are all removed: it computes nothing
+    and hands the output projection an empty (B, T, 0) input, so the attention block
+    adds only the projection's bias before its residual connection and LayerNorm."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        batch, length, _ = hidden_states.shape
+        return hidden_states.new_zeros(batch, length, 0), None
+
+
+def restore_empty_layers(model):
+    """Give every layer that has no heads left an `EmptySelfAttention`.
+
+    `prune` does this itself; a model *loaded* from a checkpoint with an emptied layer
+    needs it once (`peerprune.models.load_model` calls it): plain `from_pretrained`
+    rebuilds the zero-head layer but transformers' attention cannot run it."""
+    for layer, kept in enumerate(kept_heads(model)):
+        if not kept:
+            attention(model, layer).self = EmptySelfAttention()
+    return model
 
 
 def prune(model, mask: torch.Tensor):
     """Physically remove the heads where `mask` is 0 (Q, K, V rows and W^O columns).
 
     `mask` is (layers x heads) over the original head indices; heads already removed
-    must be 0 in it. Nothing is changed if the mask is refused. Returns the model.
+    must be 0 in it. A layer may lose all its heads: its attention is then skipped
+    entirely (see `EmptySelfAttention`). Nothing is changed if the mask is refused.
+    Returns the model.
     """
     check_mask(model, mask)
     present = mask_from_kept(kept_heads(model), mask.shape[1])
@@ -81,7 +99,7 @@ def prune(model, mask: torch.Tensor):
     to_prune = {l: [h for h in range(mask.shape[1]) if mask[l, h] == 0 and present[l, h] == 1]
                 for l in range(mask.shape[0])}
     model.prune_heads({l: hs for l, hs in to_prune.items() if hs})
-    return model
+    return restore_empty_layers(model)
 
 
 def count_params(model) -> int:

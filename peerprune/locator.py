@@ -52,14 +52,13 @@ class HardConcreteGates(nn.Module):
 class LocatorConfig:
     epochs: int = 1  # passes over the training data
     lr: float = 2e-5  # model weights (AdamW)
-    lr_gates: float = 0.1  # gate logits (Adam)
+    lr_gates: float = 0.3  # gate logits (Adam)
     lr_lambda: float = 1.0  # multipliers (plain gradient ascent)
     alpha: float = 1.0  # logit KD
     tau: float = 2.0
     beta: float = 1.0  # layer loss
     allocation: str = "auto"  # "auto": one global budget; "uniform": K*/L per layer
-    # peerprune cannot yet remove a layer's last head (see heads.check_mask): on by default
-    min_one_per_layer: bool = True
+    min_one_per_layer: bool = False  # off: a layer may lose every head
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"

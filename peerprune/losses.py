@@ -49,6 +49,8 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
     from .heads import attention
     total = 0.0
     for l, layer_groups in enumerate(groups):
+        if not layer_groups:  # every head of this layer was removed: nothing to teach
+            continue
         w_s = attention(student, l).output.dense.weight
         w_t = attention(teacher, l).output.dense.weight
         c_s = contributions(student_cap.context[l], w_s, d_h)[tokens]  # (n, R, d)

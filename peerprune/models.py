@@ -77,7 +77,8 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
     config.update(kwargs)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, config=config, attn_implementation="eager")
-    return model.eval()
+    from .heads import restore_empty_layers
+    return restore_empty_layers(model).eval()
 
 
 def model_for_task(name: str, task: str, seed: int = 0):

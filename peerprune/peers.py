@@ -58,6 +58,8 @@ def pairwise_merge_weight(stats: LayerStats, peers: dict[int, int], rho: float) 
 def joint_merge_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.Tensor:
     """The layer's new W^O whose retained columns reproduce the full sum_h C_h by ridge
     regression on the retained heads' outputs (pruned columns set to zero)."""
+    if not kept:
+        return torch.zeros_like(stats.weight)
     cols = stats.block(kept)
     g = stats.gram
     # least squares O_R X ~ O W^T: X = (G_RR + ridge)^-1 G_R: W^T, and W_R = X^T
@@ -70,9 +72,10 @@ def joint_merge_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.
 def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> float:
     """Relative squared error, over the calibration tokens, between the full attention
     output O W^T and the output of the retained heads alone under `new_weight`."""
-    cols = stats.block(kept)
     w_new = torch.zeros_like(stats.weight)
-    w_new[:, cols] = new_weight[:, cols]
+    if kept:
+        cols = stats.block(kept)
+        w_new[:, cols] = new_weight[:, cols]
     diff = stats.weight - w_new
     err = torch.trace(diff @ stats.gram @ diff.T)
     ref = torch.trace(stats.weight @ stats.gram @ stats.weight.T)

@@ -53,10 +53,10 @@ class PruneConfig:
     tau: float = 2.0  # KD temperature
     beta: float = 1.0  # peer (and locator layer) loss weight
     locator_epochs: int = 1
-    lr_gates: float = 0.1
+    lr_gates: float = 0.3
     lr_lambda: float = 1.0
     allocation: str = "auto"  # auto | uniform
-    min_one_per_layer: bool = True
+    min_one_per_layer: bool = False  # off: a layer may lose every head
     merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
     peer_loss: str = "per_head"  # per_head | joint
     init: str = "teacher"  # start of the final fine-tuning: teacher | locator (weights)

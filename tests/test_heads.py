@@ -65,13 +65,21 @@ def test_smaller_and_cheaper():
     assert heads.flops(model) < f0
 
 
-def test_emptied_layer_is_refused_before_anything_changes():
+def test_emptied_layer_skips_attention_and_reloads(batch, tmp_path):
+    """A layer that loses every head adds only its output bias, and the model reloads with
+    `peerprune.models.load_model` (plain from_pretrained rebuilds it but cannot run it)."""
     model = load_model("tiny")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"every head of layer\(s\) \[1\]"):
-        heads.prune(model, torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]]))
-    assert heads.heads_per_layer(model) == [4, 4]
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    empty = torch.tensor([[0.0, 0, 0, 0], [1, 0, 0, 1]])
+    masked = logits(model, batch, head_mask=empty)
+    heads.prune(model, empty)
+    assert heads.heads_per_layer(model) == [0, 2]
+    assert isinstance(heads.attention(model, 0).self, heads.EmptySelfAttention)
+    assert (logits(model, batch) - masked).abs().max() < 1e-5
+    model.save_pretrained(tmp_path)
+    assert (logits(load_model(str(tmp_path)), batch) - masked).abs().max() < 1e-5
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.raises(RuntimeError):
+        plain(**batch)
 
 
 def test_wrong_mask_shape_is_refused():

@@ -122,7 +122,8 @@ def test_locator_keeps_exactly_the_budget_and_lambda_tracks_violation(data):
     tok, train, _ = data
     teacher = load_model("tiny", seed=3)
     student = copy.deepcopy(teacher)
-    cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, lr_lambda=1.0, batch_size=16, seed=0)
+    cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, lr_lambda=1.0, batch_size=16, seed=0,
+                        min_one_per_layer=True)
     mask, gates, log = locate(teacher, student, train, tok, keep=3, config=cfg)
     assert int(mask.sum()) == 3 and (mask.sum(1) >= 1).all()
     assert log[0]["k_t"] == 8 and log[-1]["k_t"] == 3
