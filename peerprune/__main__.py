@@ -20,19 +20,21 @@ def _teacher(args) -> None:
 
 
 def _prune(args) -> None:
-    from .prune import PruneConfig, ablation, run_pruning
+    from .prune import PruneConfig, ablation, check_config, run_pruning
     p = get_profile(args.profile)
-    for task in args.task or p.tasks:
-        for sparsity in args.sparsity:
-            for seed in args.seed if args.seed is not None else p.seeds[:1]:
-                for name in args.ablation:
-                    base = PruneConfig(task=task, method=args.method, profile=args.profile,
-                                       sparsity=sparsity, keep=args.keep, seed=seed,
-                                       model=args.model)
-                    r = run_pruning(ablation(base, name))
-                    print(f"{task} {args.method} {name} sparsity {r['sparsity']:.3f} seed {seed}: "
-                          f"{r['metric']} {r['score']:.2f} (teacher {r['teacher_score']:.2f}), "
-                          f"heads {r['heads_per_layer']}, {r['wall_s']:.0f} s", flush=True)
+    configs = [ablation(PruneConfig(task=task, method=args.method, profile=args.profile,
+                                    sparsity=sparsity, keep=args.keep, seed=seed,
+                                    model=args.model), name)
+               for task in args.task or p.tasks for sparsity in args.sparsity
+               for seed in (args.seed if args.seed is not None else p.seeds[:1])
+               for name in args.ablation]
+    for c in configs:  # refuse a bad setting before any run starts
+        check_config(c.resolved())
+    for c in configs:
+        r = run_pruning(c)
+        print(f"{c.task} {c.method} {c.variant} sparsity {r['sparsity']:.3f} seed {c.seed}: "
+              f"{r['metric']} {r['score']:.2f} (teacher {r['teacher_score']:.2f}), "
+              f"heads {r['heads_per_layer']}, {r['wall_s']:.0f} s", flush=True)
 
 
 def _report(args) -> None:

@@ -19,8 +19,9 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           BertConfig, BertForSequenceClassification)
 
 ALIASES = ("minilm", "tiny")
-# The head surgery and head masks are written against BERT's attention module.
-SUPPORTED_MODEL_TYPES = ("bert",)
+# The head surgery and head masks work on BERT-style attention modules
+# (`encoder.layer[l].attention.self` and `.output.dense`): BERT, RoBERTa, ELECTRA.
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                    intermediate_size=64, max_position_embeddings=512)
@@ -44,8 +45,17 @@ def resolve(name: str) -> str:
     return name
 
 
+def _unknown_model(name: str, error: Exception) -> ValueError:
+    return ValueError(f"cannot load model {name!r}: it is not an alias ({', '.join(ALIASES)}), "
+                      f"a folder written by save_pretrained, or a Hub id that can be reached "
+                      f"({type(error).__name__}: {str(error).splitlines()[0]})")
+
+
 def load_tokenizer(name: str):
-    return AutoTokenizer.from_pretrained(resolve("minilm" if name == "tiny" else name))
+    try:
+        return AutoTokenizer.from_pretrained(resolve("minilm" if name == "tiny" else name))
+    except OSError as e:
+        raise _unknown_model(name, e) from None
 
 
 def _check_supported(config) -> None:
@@ -69,7 +79,10 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
         config._attn_implementation = "eager"
         return BertForSequenceClassification(config).eval()
     path = resolve(name)
-    config = copy.deepcopy(AutoConfig.from_pretrained(path))
+    try:
+        config = copy.deepcopy(AutoConfig.from_pretrained(path))
+    except OSError as e:
+        raise _unknown_model(name, e) from None
     _check_supported(config)
     kwargs = {} if num_labels is None else {"num_labels": num_labels}
     if num_labels == 1:

@@ -95,6 +95,10 @@ def check_config(c: PruneConfig) -> None:
     for name, valid in choices.items():
         if getattr(c, name) not in valid:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
+    if c.keep is None and (c.sparsity is None or not 0 <= c.sparsity < 1):
+        raise ValueError(f"head sparsity must be in [0, 1), got {c.sparsity}")
+    if c.keep is not None and c.keep < 1:
+        raise ValueError(f"keep must be at least 1, got {c.keep}")
     if c.method != "apd" and (c.distill == "peer" or c.merge != "none"):
         raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
                          "peer distillation belongs to 'apd'")

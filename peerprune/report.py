@@ -126,8 +126,32 @@ TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
           "comparison": comparison_table}
 
 
-def replace_section(text: str, name: str, profile: str, body: str) -> tuple[str, bool]:
-    start, end = f"<!-- table:{name}:{profile} -->", f"<!-- /table:{name}:{profile} -->"
+def benchmark_table(results_root=None) -> str:
+    """Markdown of results/benchmark.json (written by benchmarks/speed.py)."""
+    import json
+    path = Path(results_root or RESULTS_DIR) / "benchmark.json"
+    if not path.is_file():
+        return "_No benchmark yet: run `python benchmarks/speed.py`._\n"
+    rows = json.loads(path.read_text())
+    head = ["heads removed", "heads kept", "batch", "seq len", "device", "threads", "dense ms",
+            "pruned ms", "speed-up", "FLOPs-predicted", "measured / predicted"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            f"{r['sparsity']:.0%}", str(r["heads_kept"]), str(r["batch_size"]), str(r["seq_len"]),
+            r["device"], str(r["threads"]), f"{r['dense_ms']:.1f}", f"{r['pruned_ms']:.1f}",
+            f"{r['speedup']:.2f}", f"{r['flops_speedup']:.2f}",
+            f"{r['share_of_predicted']:.2f}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# Tables that belong to no profile: README sections `<!-- table:NAME -->`.
+GLOBAL_TABLES = {"benchmark": benchmark_table}
+
+
+def replace_section(text: str, name: str, profile: str | None, body: str) -> tuple[str, bool]:
+    tag = f"{name}:{profile}" if profile else name
+    start, end = f"<!-- table:{tag} -->", f"<!-- /table:{tag} -->"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return text, False
@@ -144,6 +168,8 @@ def update_readme(readme: str | Path = "README.md", profile: str = "full",
         body = make(profile, results_root)
         atomic_write_text(out_dir / f"{name}.md", body)
         text, _ = replace_section(text, name, profile, body)
+    for name, make in GLOBAL_TABLES.items():
+        text, _ = replace_section(text, name, None, make(results_root))
     if readme.is_file():
         atomic_write_text(readme, text)
     return readme

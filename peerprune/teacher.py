@@ -105,10 +105,16 @@ def best_teacher(task: str, profile: str = "full", seed: int = 0, model: str | N
 
 def load_teacher(task: str, profile: str = "full", seed: int = 0, model: str | None = None,
                  glue_dir=None, results_root=None, checkpoints_root=None):
-    """The best teacher's model and tokenizer, retrained from its configuration when its
-    checkpoint is not on this machine (checkpoints are never committed)."""
+    """The best teacher's model, tokenizer and result. With no teacher yet, the profile's
+    learning-rate sweep is run first; a checkpoint that is not on this machine is
+    retrained from its configuration (checkpoints are never committed)."""
     from .models import load_model
-    best = best_teacher(task, profile, seed, model, results_root)
+    try:
+        best = best_teacher(task, profile, seed, model, results_root)
+    except LookupError:
+        sweep_teacher(task, profile, seed=seed, model=model, glue_dir=glue_dir,
+                      results_root=results_root, checkpoints_root=checkpoints_root)
+        best = best_teacher(task, profile, seed, model, results_root)
     result = train_teacher(task, profile, best["lr"], seed, best["model"], best["epochs"],
                            glue_dir, results_root, checkpoints_root)
     ckpt = result["checkpoint"]

@@ -1,0 +1,86 @@
+"""Interrupted runs lose nothing; the same seed gives the same numbers; bad input is refused."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peerprune.locator import top_mask, uniform_counts
+from peerprune.prune import PruneConfig, run_pruning
+from peerprune.teacher import train_teacher
+
+CLI = [sys.executable, "-m", "peerprune", "prune", "--profile", "smoke", "--task", "rte",
+       "--sparsity", "0.5", "0.75", "--ablation", "default", "no-merge"]
+
+
+def scores(root: Path) -> dict:
+    return {p.name: (json.loads(p.read_text())["score"], json.loads(p.read_text())["heads_per_layer"])
+            for p in sorted(root.rglob("*.json"))}
+
+
+def test_killed_run_leaves_no_half_file_and_rerun_matches(shared_glue, tmp_path):
+    env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "OMP_NUM_THREADS": "1"}
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean.mkdir(), killed.mkdir()
+    subprocess.run(CLI, cwd=clean, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(CLI, cwd=killed, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed.rglob("apd-*.json"))) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # midway: the teacher and one pruning run are done
+    proc.wait()
+    assert 1 <= len(list(killed.rglob("apd-*.json"))) < 4
+    assert not list(killed.rglob("*.tmp")), "a half-written file was left behind"
+    for p in killed.rglob("*.json"):
+        json.loads(p.read_text())  # every result that exists is whole
+    subprocess.run(CLI, cwd=killed, env=env, check=True, capture_output=True)
+    assert scores(killed / "results") == scores(clean / "results")
+
+
+def test_same_seed_same_numbers_and_masks(shared_glue, tmp_path, monkeypatch):
+    out = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        train_teacher("rte", "smoke", lr=1e-3)
+        r = run_pruning(PruneConfig(task="rte", profile="smoke", sparsity=0.5, locator_epochs=2,
+                                    max_steps=6))
+        out.append((r["scores"], r["kept_heads"], r["log_alpha"], r["history"][0]["train_loss"]))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["prune", "--profile", "smoke", "--task", "qqq"], "unknown GLUE task 'qqq'"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--sparsity", "1.2"],
+     "head sparsity must be in [0, 1), got 1.2"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--method", "magic"], "unknown method 'magic'"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--ablation", "nothing"], "unknown ablation"),
+    (["teacher", "--profile", "smoke", "--task", "rte", "--model", "gpt2-like-but-missing"],
+     "cannot load model 'gpt2-like-but-missing': it is not an alias (minilm, tiny)"),
+])
+def test_cli_errors_name_the_bad_value(args, message, shared_glue, tmp_path):
+    env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "peerprune", *args], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert message in p.stderr
+    assert not list(tmp_path.rglob("*.json")), "nothing is written for a refused run"
+
+
+def test_cli_refuses_unknown_profile(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "peerprune", "prune", "--profile", "huge"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 2 and "invalid choice: 'huge'" in p.stderr
+
+
+def test_budget_the_per_layer_rule_cannot_meet():
+    with pytest.raises(ValueError, match="uniform allocation of 4 heads over 6 layers"):
+        uniform_counts(4, 6, 12)
+    import torch
+    with pytest.raises(ValueError, match="at least one head per layer needs keep >= 6, got 3"):
+        top_mask(torch.randn(6, 12), 3, min_one_per_layer=True)
