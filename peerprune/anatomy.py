@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .heads import attention
+from .heads import attention, encoder
 from .train import to_device
 
 
@@ -36,7 +36,7 @@ class Capture:
 
     def __init__(self, model):
         self.model = model
-        n_layers = model.config.num_hidden_layers
+        n_layers = len(encoder(model).encoder.layer)
         self.context: list = [None] * n_layers
         self.output: list = [None] * n_layers
         self._handles = []

@@ -10,8 +10,14 @@ import torch
 from torch import nn
 
 
+def unwrap(model):
+    """The model itself, also when a data-parallel wrapper (Accelerate/DDP) holds it."""
+    return getattr(model, "module", model)
+
+
 def encoder(model):
     """The BERT encoder under a task head (`model.bert`) or the bare `BertModel`."""
+    model = unwrap(model)
     return getattr(model, model.base_model_prefix, model)
 
 

@@ -105,7 +105,11 @@ def save_model(model, tokenizer, path, **extra_json) -> Path:
     temporary folder, then renamed, so an interrupted save leaves no half checkpoint."""
     import json
     import shutil
+
+    from .results import is_main_process
     path = Path(path)
+    if not is_main_process():
+        return path
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

@@ -214,7 +214,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     calib_loader = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 32, False)
     timings = {}
     t0 = time.perf_counter()
-    teacher_stats = anatomy.collect_stats(teacher, calib_loader)
+    # only the method uses the teacher's head statistics (peers and merge)
+    teacher_stats = anatomy.collect_stats(teacher, calib_loader) if c.method == "apd" else None
     timings["anatomy_s"] = time.perf_counter() - t0
 
     # where to prune, and the weights the final fine-tuning starts from
@@ -226,9 +227,9 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
 
     # apd: peer assignment (from the teacher), merge; every method: physical removal
     t0 = time.perf_counter()
-    similarity = anatomy.similarity(teacher_stats, "cosine")
-    assignment = peers.assign_peers(similarity, mask)
+    assignment = [{} for _ in range(n_layers)]
     if c.method == "apd":
+        assignment = peers.assign_peers(anatomy.similarity(teacher_stats, "cosine"), mask)
         stats = teacher_stats if c.init == "teacher" else anatomy.collect_stats(student, calib_loader)
         kept = heads.kept_from_mask(mask)
         weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)

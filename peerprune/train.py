@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -86,46 +87,73 @@ def default_loss(model, batch):
     return model(**batch).loss
 
 
+def accelerator_for(config: TrainConfig) -> Accelerator:
+    """Hugging Face Accelerate: one process here; data-parallel under `accelerate launch`
+    (on CPUs too: `accelerate launch --multi_gpu --num_processes 2 ...` without a GPU)."""
+    return Accelerator(cpu=pick_device(config.device).type == "cpu")
+
+
+def processes_agree(accelerator: Accelerator, model) -> bool:
+    """Whether every process holds the same weights (a checksum gathered from each)."""
+    if accelerator.num_processes == 1:
+        return True
+    total = sum(p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters())
+    sums = accelerator.gather(total.reshape(1).to(accelerator.device))
+    return bool((sums == sums[0]).all())
+
+
 def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainConfig,
-              loss_fn: Callable = default_loss, extra_params=(), desc: str = "fine-tune",
+              loss_fn: Callable = default_loss, desc: str = "fine-tune",
               on_epoch: Callable | None = None) -> list[dict]:
     """Train `model` on a tokenised training split; evaluate after each epoch.
 
-    Returns one record per epoch: epoch, mean training loss, dev scores, primary score
-    and seconds. `extra_params` are trained alongside the model's own weights.
+    Returns one record per epoch: epoch, mean training loss, dev scores, primary score,
+    seconds, and under data parallelism the process count and whether the processes'
+    weights agree. The batch size is global: each of n processes takes batch_size / n.
     """
     seed_everything(config.seed)
-    device = pick_device(config.device)
-    model.to(device)
-    train_loader = make_loader(train_data, tokenizer, config.batch_size, True, config.seed)
+    accelerator = accelerator_for(config)
+    per_process = max(1, config.batch_size // accelerator.num_processes)
+    train_loader = make_loader(train_data, tokenizer, per_process, True, config.seed)
     eval_loader = make_loader(eval_data, tokenizer, config.eval_batch_size, False)
-    params = [p for p in model.parameters() if p.requires_grad] + list(extra_params)
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total = len(train_loader) * config.epochs
+    if accelerator.num_processes > 1:
+        total = -(-total // accelerator.num_processes)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total), total)
+    wrapped, optimizer, train_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, scheduler)
     history = []
-    bar = tqdm(total=total, desc=desc, mininterval=5 if sys.stderr.isatty() else 60)
+    bar = tqdm(total=len(train_loader) * config.epochs, desc=desc,
+               mininterval=5 if sys.stderr.isatty() else 60,
+               disable=not accelerator.is_local_main_process)
     for epoch in range(1, config.epochs + 1):
         start, losses = time.perf_counter(), []
-        model.train()
+        wrapped.train()
         for batch in train_loader:
-            loss = loss_fn(model, to_device(batch, device))
-            loss.backward()
+            loss = loss_fn(wrapped, batch)
+            accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
-        scores = evaluate(model, eval_loader, task)
+        scores = evaluate(model, eval_loader, task)  # every process scores the whole dev set
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "scores": scores,
                   "score": primary_score(task, scores), "seconds": time.perf_counter() - start}
+        if accelerator.num_processes > 1:
+            record.update(processes=accelerator.num_processes,
+                          weights_agree=processes_agree(accelerator, wrapped))
         history.append(record)
-        bar.write(f"{desc} epoch {epoch}: loss {record['train_loss']:.4f}, "
-                  f"{task} dev {record['score']:.2f}")
+        if accelerator.is_local_main_process:
+            bar.write(f"{desc} epoch {epoch}: loss {record['train_loss']:.4f}, "
+                      f"{task} dev {record['score']:.2f}")
         if on_epoch:
             on_epoch(record)
     bar.close()
     model.eval()
+    accelerator.free_memory()
     return history

@@ -1,0 +1,28 @@
+"""Data parallelism through Hugging Face Accelerate: two processes on the CPU."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_two_processes_finish_write_once_and_stay_synchronised(shared_glue, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, "accelerate's launcher is installed with the pinned packages"
+    env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "OMP_NUM_THREADS": "1"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "peerprune", "prune", "--profile", "smoke", "--task", "rte", "--sparsity", "0.5"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    files = sorted((tmp_path / "results").rglob("*.json"))
+    assert [f.name for f in files] == ["apd-peer-default-s0.50-seed0.json",
+                                       "dense-none-lr0.001-s0.00-seed0.json"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    for f in files:
+        history = json.loads(f.read_text())["history"]
+        # gradients were synchronised: after training, both processes hold the same weights
+        assert all(h["processes"] == 2 and h["weights_agree"] for h in history), f.name
