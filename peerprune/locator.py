@@ -53,7 +53,8 @@ class LocatorConfig:
     epochs: int = 1  # passes over the training data
     lr: float = 2e-5  # model weights (AdamW)
     lr_gates: float = 0.3  # gate logits (Adam)
-    lr_lambda: float = 1.0  # multipliers (plain gradient ascent)
+    lr_lambda: float = 50.0  # multipliers (plain gradient ascent); see the README
+    init_log_alpha: float = 3.0  # gate logits at the start (3: P(open) = 0.99)
     alpha: float = 1.0  # logit KD
     tau: float = 2.0
     beta: float = 1.0  # layer loss
@@ -144,7 +145,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     if config.allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
     groups = n_layers if config.allocation == "uniform" else 1
-    gates = HardConcreteGates(n_layers, n_heads).to(device)
+    gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha).to(device)
     lambda1 = torch.zeros(groups, device=device)
     lambda2 = torch.zeros(groups, device=device)
     opt_w = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)

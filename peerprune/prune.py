@@ -54,7 +54,8 @@ class PruneConfig:
     beta: float = 1.0  # peer (and locator layer) loss weight
     locator_epochs: int = 1
     lr_gates: float = 0.3
-    lr_lambda: float = 1.0
+    init_log_alpha: float = 3.0
+    lr_lambda: float = 50.0
     allocation: str = "auto"  # auto | uniform
     min_one_per_layer: bool = False  # off: a layer may lose every head
     merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
@@ -147,7 +148,8 @@ def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loa
     what the run should record about the choice."""
     n_layers, n_heads = heads.num_layers_heads(teacher)
     loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=lr, lr_gates=c.lr_gates,
-                            lr_lambda=c.lr_lambda, alpha=c.alpha, tau=c.tau, beta=c.beta,
+                            lr_lambda=c.lr_lambda, init_log_alpha=c.init_log_alpha,
+                            alpha=c.alpha, tau=c.tau, beta=c.beta,
                             allocation=c.allocation, min_one_per_layer=c.min_one_per_layer,
                             batch_size=batch_size, seed=c.seed, max_steps=c.max_steps)
     if c.method == "apd":

@@ -145,8 +145,28 @@ def benchmark_table(results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pipeline_table(results_root=None) -> str:
+    """Markdown of results/pipeline_benchmark.json (written by benchmarks/pipeline.py)."""
+    import json
+    path = Path(results_root or RESULTS_DIR) / "pipeline_benchmark.json"
+    if not path.is_file():
+        return "_No pipeline benchmark yet: run `python benchmarks/pipeline.py`._\n"
+    r = json.loads(path.read_text())
+    t = r["method_timings"]
+    head = ["profile", "task", "heads removed", "dense fine-tune (s)", "method (s)",
+            "of which locator / merge / fine-tune (s)", "time ratio", "dense peak RSS (MB)",
+            "method peak RSS (MB)", "memory ratio", "dense score", "method score"]
+    row = [r["profile"], r["task"], f"{r['sparsity']:.0%}", f"{r['dense_wall_s']:.0f}",
+           f"{r['method_wall_s']:.0f}",
+           f"{t.get('locate_s', 0):.0f} / {t.get('merge_s', 0):.1f} / {t.get('fine_tune_s', 0):.0f}",
+           f"{r['wall_ratio']:.2f}", str(r["dense_peak_rss_mb"]), str(r["method_peak_rss_mb"]),
+           f"{r['memory_ratio']:.2f}", f"{r['dense_score']:.2f}", f"{r['method_score']:.2f}"]
+    return ("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| "
+            + " | ".join(row) + " |\n")
+
+
 # Tables that belong to no profile: README sections `<!-- table:NAME -->`.
-GLOBAL_TABLES = {"benchmark": benchmark_table}
+GLOBAL_TABLES = {"benchmark": benchmark_table, "pipeline": pipeline_table}
 
 
 def replace_section(text: str, name: str, profile: str | None, body: str) -> tuple[str, bool]:

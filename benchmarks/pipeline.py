@@ -1,0 +1,74 @@
+"""What the whole method costs against one dense fine-tune of the same task and length.
+
+    python benchmarks/pipeline.py [--profile quick] [--task mrpc] [--sparsity 0.58]
+
+Runs, each in its own fresh process so that peak memory is its own: (1) the dense
+fine-tune (the profile's teacher at its first learning rate), (2) the method (`apd`:
+locator, merge, peer-distillation fine-tuning) on that teacher, with the same epochs.
+Prints wall times, peak resident memory and their ratios, and writes
+results/pipeline_benchmark.json. Runs that already exist are not redone, so delete their
+results (or use a fresh --results-dir) to time them again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from peerprune.results import atomic_write_text
+
+CHILD = r"""
+import json, resource, sys, time
+from peerprune.profiles import get_profile
+what, profile, task, sparsity = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+p = get_profile(profile)
+start = time.perf_counter()
+if what == "dense":
+    from peerprune.teacher import train_teacher
+    r = train_teacher(task, profile, p.teacher_lrs[0])
+else:
+    from peerprune.prune import run_pruning
+    r = run_pruning(p.prune_config(task, method="apd", sparsity=sparsity))
+print(json.dumps({"what": what, "wall_s": r["wall_s"], "score": r["score"],
+                  "timings": r.get("timings", {}),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run(what: str, args) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, what, args.profile, args.task,
+                          str(args.sparsity)], capture_output=True, text=True,
+                         env={**os.environ, "PEERPRUNE_RESULTS_DIR": args.results_dir})
+    if out.returncode:
+        sys.exit(f"the {what} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--task", default="mrpc")
+    ap.add_argument("--sparsity", type=float, default=0.58)
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--out", default="results/pipeline_benchmark.json")
+    args = ap.parse_args(argv)
+    dense, method = run("dense", args), run("apd", args)
+    row = {"profile": args.profile, "task": args.task, "sparsity": args.sparsity,
+           "dense_wall_s": dense["wall_s"], "method_wall_s": method["wall_s"],
+           "wall_ratio": round(method["wall_s"] / dense["wall_s"], 2),
+           "method_timings": method["timings"],
+           "dense_peak_rss_mb": round(dense["peak_rss_mb"]),
+           "method_peak_rss_mb": round(method["peak_rss_mb"]),
+           "memory_ratio": round(method["peak_rss_mb"] / dense["peak_rss_mb"], 2),
+           "dense_score": dense["score"], "method_score": method["score"]}
+    print(json.dumps(row, indent=2))
+    atomic_write_text(Path(args.out), json.dumps(row, indent=2) + "\n")
+    return row
+
+
+if __name__ == "__main__":
+    main()
