@@ -136,32 +136,30 @@ def read_local_split(task: GlueTask, glue_dir: str | os.PathLike, split: str) ->
             f"{', '.join(have) or 'none'}")
     columns = {c: [] for c in task.text_columns}
     labels = []
+    wanted = [*task.local_columns.values(), task.local_label_column]
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        where = {}
-        if task.local_header:
+        if task.local_header:  # columns by name
             header = next(rows, None)
             if header is None:
                 raise ValueError(f"{path}: the file is empty (expected a header row)")
-            wanted = [*task.local_columns.values(), task.local_label_column]
             missing = [w for w in wanted if w not in header]
             if missing:
                 raise ValueError(f"{path}, line 1: header {header} lacks columns {missing}")
-            where = {name: header.index(name) for name in wanted}
-            width = len(header)
-        else:
-            width = None
+            position = {name: header.index(name) for name in wanted}
+            need = len(header)
+        else:  # columns by index (CoLA)
+            position = {i: i for i in wanted}
+            need = 1 + max(wanted)
         for line, row in enumerate(rows, start=2 if task.local_header else 1):
-            if not row:
+            if not row:  # a blank line holds no example
                 continue
-            need = width or 1 + max(i for i in [*task.local_columns.values(), task.local_label_column])
             if len(row) < need:
                 raise ValueError(f"{path}, line {line}: expected {need} tab-separated columns, "
                                  f"found {len(row)}")
             for hub_name, col in task.local_columns.items():
-                columns[hub_name].append(row[where.get(col, col)])
-            labels.append(_parse_value(task, row[where.get(task.local_label_column,
-                                                           task.local_label_column)], path, line))
+                columns[hub_name].append(row[position[col]])
+            labels.append(_parse_value(task, row[position[task.local_label_column]], path, line))
     n = len(labels)
     features = datasets.Features({
         **{c: datasets.Value("string") for c in task.text_columns},
