@@ -214,13 +214,51 @@ def collator(tokenizer):
     return DataCollatorWithPadding(tokenizer)
 
 
+CACHE_DIR_ENV = "PEERPRUNE_CACHE_DIR"
+
+
+def _cache_key(task, tokenizer, glue_dir, **sizes) -> str:
+    """What the tokenised splits depend on: task, source files, tokenizer, sizes, seed."""
+    import hashlib
+    import json
+    spec = get_task(task)
+    source = "hub"
+    if glue_dir is not None:
+        folder = Path(glue_dir) / spec.folder
+        source = [(p.name, p.stat().st_size, int(p.stat().st_mtime))
+                  for p in sorted(folder.glob("*.tsv"))]
+    key = {"task": spec.name, "source": source, "tokenizer": tokenizer.name_or_path,
+           "vocab": len(tokenizer), **sizes}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def task_data(task: str, tokenizer, *, glue_dir=None, max_length: int = 128,
               train_examples: int | None = None, eval_examples: int | None = None,
-              seed: int = 0) -> tuple[datasets.Dataset, dict[str, datasets.Dataset]]:
-    """Tokenised training split (seeded subsample if asked) and every evaluation split."""
+              seed: int = 0, cache_dir=None) -> tuple[datasets.Dataset, dict[str, datasets.Dataset]]:
+    """Tokenised training split (seeded subsample if asked) and every evaluation split.
+
+    Tokenised splits are cached on disk (`cache_dir`, else $PEERPRUNE_CACHE_DIR, else
+    checkpoints/cache) under a key of everything they depend on, so the many runs of one
+    task tokenise it once."""
     spec = get_task(task)
+    glue_dir = glue_dir if glue_dir is not None else default_glue_dir()
+    root = Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or "checkpoints/cache")
+    key = _cache_key(task, tokenizer, glue_dir, max_length=max_length,
+                     train_examples=train_examples, eval_examples=eval_examples, seed=seed)
+    path = root / "tokenized" / f"{spec.name}-{key}"
+    if (path / "dataset_dict.json").is_file():
+        cached = datasets.load_from_disk(str(path))
+        return cached["train"], {s: cached[s] for s in spec.eval_splits}
     raw = load_glue(task, glue_dir)
     train = tokenize(subsample(raw["train"], train_examples, seed), tokenizer, task, max_length)
     evals = {s: tokenize(subsample(raw[s], eval_examples, seed), tokenizer, task, max_length)
              for s in spec.eval_splits}
+    from .results import is_main_process
+    if is_main_process():
+        import shutil
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        datasets.DatasetDict({"train": train, **evals}).save_to_disk(str(tmp))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
     return train, evals

@@ -95,9 +95,21 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
 
 
 def model_for_task(name: str, task: str, seed: int = 0):
-    """A pretrained encoder with a fresh head sized for a GLUE task."""
+    """A pretrained encoder with a fresh head sized for a GLUE task. A checkpoint that
+    peerprune fine-tuned on another task is refused (its head and its knowledge belong
+    to that task)."""
     from .glue import get_task
-    return load_model(name, num_labels=get_task(task).num_labels, seed=seed)
+    spec = get_task(task)
+    if name not in ALIASES:
+        try:
+            trained_on = getattr(AutoConfig.from_pretrained(resolve(name)), "finetuning_task", None)
+        except OSError as e:
+            raise _unknown_model(name, e) from None
+        if trained_on and trained_on != spec.name:
+            raise ValueError(f"{name} is a checkpoint fine-tuned on {trained_on!r}, not on "
+                             f"{spec.name!r}; start from a pretrained model instead")
+    model = load_model(name, num_labels=spec.num_labels, seed=seed)
+    return model
 
 
 def save_model(model, tokenizer, path, **extra_json) -> Path:

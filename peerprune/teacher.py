@@ -71,6 +71,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
     for split in other_splits:
         loader = make_loader(evals[split], tokenizer, train_cfg.eval_batch_size, False)
         scores.update({f"{split}/{k}": v for k, v in evaluate(net, loader, task).items()})
+    net.config.finetuning_task = task  # so it is never mistaken for another task's model
     save_model(net, tokenizer, ckpt, peerprune_config=config)
     spec = get_task(task)
     result = {**stub, "sparsity": 0.0, "metric": spec.primary_metric,

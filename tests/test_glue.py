@@ -134,3 +134,19 @@ def test_tokenize_and_seeded_subsample(fake_glue):
     big = load_glue("rte", fake_glue)["train"]
     assert subsample(big, 1, seed=3)["idx"] == subsample(big, 1, seed=3)["idx"]
     assert len(subsample(big, None)) == 2 and len(subsample(big, 10)) == 2
+
+
+def test_tokenised_splits_are_cached(fake_glue, tmp_path, monkeypatch):
+    tok = load_tokenizer("tiny")
+    first, first_evals = glue.task_data("rte", tok, glue_dir=fake_glue, max_length=16,
+                                        cache_dir=tmp_path / "cache")
+
+    def fail(*a, **k):
+        raise AssertionError("tokenised again")
+    monkeypatch.setattr(glue, "tokenize", fail)
+    again, again_evals = glue.task_data("rte", tok, glue_dir=fake_glue, max_length=16,
+                                        cache_dir=tmp_path / "cache")
+    assert again["input_ids"] == first["input_ids"] and again["labels"] == first["labels"]
+    assert again_evals["validation"]["input_ids"] == first_evals["validation"]["input_ids"]
+    with pytest.raises(AssertionError, match="tokenised again"):  # another length, another key
+        glue.task_data("rte", tok, glue_dir=fake_glue, max_length=8, cache_dir=tmp_path / "cache")

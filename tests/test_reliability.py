@@ -22,7 +22,8 @@ def scores(root: Path) -> dict:
             for p in sorted(root.rglob("*.json"))}
 
 
-def test_killed_run_leaves_no_half_file_and_rerun_matches(shared_glue, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_leaves_no_half_file_and_rerun_matches(sig, shared_glue, tmp_path):
     env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "OMP_NUM_THREADS": "1"}
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     clean.mkdir(), killed.mkdir()
@@ -32,7 +33,7 @@ def test_killed_run_leaves_no_half_file_and_rerun_matches(shared_glue, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(killed.rglob("apd-*.json"))) < 1:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # midway: the teacher and one pruning run are done
+    proc.send_signal(sig)  # midway: the teacher and one pruning run are done
     proc.wait()
     assert 1 <= len(list(killed.rglob("apd-*.json"))) < 4
     assert not list(killed.rglob("*.tmp")), "a half-written file was left behind"
@@ -84,3 +85,13 @@ def test_budget_the_per_layer_rule_cannot_meet():
     import torch
     with pytest.raises(ValueError, match="at least one head per layer needs keep >= 6, got 3"):
         top_mask(torch.randn(6, 12), 3, min_one_per_layer=True)
+
+
+def test_checkpoint_of_another_task_is_refused(tmp_path):
+    from peerprune.models import load_model, model_for_task
+    model = load_model("tiny")
+    model.config.finetuning_task = "mrpc"
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="fine-tuned on 'mrpc', not on 'rte'"):
+        model_for_task(str(tmp_path), "rte")
+    assert model_for_task(str(tmp_path), "mrpc").num_labels == 2
