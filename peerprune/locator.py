@@ -17,12 +17,13 @@ import sys
 from dataclasses import asdict, dataclass
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
 from .anatomy import Capture
 from .losses import kd_loss, layer_loss
-from .train import make_loader, pick_device, seed_everything, to_device
+from .train import make_loader, pick_device, processes_agree, seed_everything
 
 
 class HardConcreteGates(nn.Module):
@@ -135,7 +136,8 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     `teacher` is frozen; `student` starts as a copy of it and is trained in place.
     """
     seed_everything(config.seed)
-    device = pick_device(config.device)
+    accelerator = Accelerator(cpu=pick_device(config.device).type == "cpu")
+    device = accelerator.device
     teacher.to(device).eval()
     student.to(device).train()
     for p in teacher.parameters():
@@ -150,26 +152,30 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     lambda2 = torch.zeros(groups, device=device)
     opt_w = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     opt_g = torch.optim.Adam(gates.parameters(), lr=config.lr_gates)
-    loader = make_loader(train_data, tokenizer, config.batch_size, True, config.seed)
+    per_process = max(1, config.batch_size // accelerator.num_processes)
+    loader = make_loader(train_data, tokenizer, per_process, True, config.seed)
+    # data-parallel under `accelerate launch` (gates and weights synchronised); a no-op alone
+    wrapped, gates_w, opt_w, opt_g, loader = accelerator.prepare(student, gates, opt_w, opt_g,
+                                                                 loader)
     total = config.epochs * len(loader)
     if config.max_steps:
         total = min(total, config.max_steps)
     log, step = [], 0
-    bar = tqdm(total=total, desc="locator", mininterval=5 if sys.stderr.isatty() else 60)
+    bar = tqdm(total=total, desc="locator", mininterval=5 if sys.stderr.isatty() else 60,
+               disable=not accelerator.is_local_main_process)
     while step < total:
         for batch in loader:
             if step >= total:
                 break
-            batch = to_device(batch, device)
             k_t = budget_schedule(step, total, n, keep)
-            z = gates()
+            z = gates_w()
             p_open = gates.open_probability()
             if config.fixed_penalty is not None:  # L0 Norm: task loss + lambda * E
                 violation = torch.zeros(groups, device=device)
-                task_loss = student(**batch, head_mask=z).loss
+                task_loss = wrapped(**batch, head_mask=z).loss
                 loss = task_loss + config.fixed_penalty * p_open.sum()
             else:
-                task_loss = _distill_objective(teacher, student, batch, z, config)
+                task_loss = _distill_objective(teacher, wrapped, batch, z, config)
                 if groups == 1:
                     violation = ((p_open.sum() - k_t) / n).reshape(1)
                 else:
@@ -177,7 +183,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
                 loss = task_loss + (lambda1 * violation + lambda2 * violation ** 2).sum()
             opt_w.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)
-            loss.backward()
+            accelerator.backward(loss)
             opt_w.step()
             opt_g.step()
             with torch.no_grad():  # ascent: d loss / d lambda1 = violation, / d lambda2 = violation^2
@@ -193,6 +199,10 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
             bar.update(1)
             bar.set_postfix(E=f"{p_open.sum().item():.1f}", K_t=f"{k_t:.1f}", refresh=False)
     bar.close()
+    if accelerator.num_processes > 1 and log:
+        log[-1].update(processes=accelerator.num_processes,
+                       weights_agree=processes_agree(accelerator, wrapped)
+                       and processes_agree(accelerator, gates_w))
     student.eval()
     gates.eval()
     mask = top_mask(gates.log_alpha.detach().cpu(), keep, config.allocation,

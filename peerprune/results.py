@@ -58,19 +58,25 @@ def result_path(result: dict, root: str | os.PathLike | None = None) -> Path:
     return root / result["profile"] / model / result["task"] / name
 
 
+def distributed_state():
+    """Accelerate's process state (one process unless under `accelerate launch`). CPU
+    processes count as distributed too, so that exactly one of them writes."""
+    import torch
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def is_main_process() -> bool:
     """False in the non-main processes of an `accelerate launch` run: they write nothing."""
-    from accelerate import PartialState
-    return PartialState().is_main_process
+    return distributed_state().is_main_process
 
 
 def save_result(result: dict, root=None) -> Path:
     """Write the result (main process only), then let every process go on together."""
-    from accelerate import PartialState
     path = result_path(result, root)
     if is_main_process():
         write_json(path, result)
-    PartialState().wait_for_everyone()
+    distributed_state().wait_for_everyone()
     return path
 
 

@@ -26,3 +26,5 @@ def test_two_processes_finish_write_once_and_stay_synchronised(shared_glue, tmp_
         history = json.loads(f.read_text())["history"]
         # gradients were synchronised: after training, both processes hold the same weights
         assert all(h["processes"] == 2 and h["weights_agree"] for h in history), f.name
+    locator = json.loads(files[0].read_text())["locator_log"][-1]  # the locator too (gates included)
+    assert locator["processes"] == 2 and locator["weights_agree"]
