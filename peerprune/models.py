@@ -59,9 +59,15 @@ def load_tokenizer(name: str):
 
 
 def _check_supported(config) -> None:
+    """Refuse an architecture the head surgery does not know, or one without multi-head
+    attention (there is nothing to choose among)."""
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"model type {config.model_type!r} is not supported by peerprune's "
                          f"head surgery; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    heads = getattr(config, "num_attention_heads", 0) or 0
+    if heads < 2:
+        raise ValueError(f"the model has {heads} attention head(s) per layer; head pruning "
+                         "needs multi-head attention (at least 2 heads per layer)")
 
 
 def load_model(name: str, num_labels: int | None = None, seed: int = 0):

@@ -32,3 +32,12 @@ def test_unsupported_architecture_is_refused(tmp_path):
     GPT2Config(n_layer=1, n_head=2, n_embd=8).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"model type 'gpt2' is not supported.*bert"):
         load_model(str(tmp_path))
+
+
+def test_single_head_model_is_refused(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+    BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+                                             num_attention_heads=1, intermediate_size=16)
+                                  ).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"1 attention head\(s\) per layer; head pruning needs multi-head"):
+        load_model(str(tmp_path))
