@@ -153,7 +153,7 @@ def linear_cka(stats: LayerStats) -> torch.Tensor:
 def peer_r2(stats: LayerStats, ridge: float = 1e-6) -> torch.Tensor:
     """(H,) R^2 with which each head's contribution C_h is predicted by a least-squares
     fit (with intercept) on the other heads' outputs O_{-h} of the same layer."""
-    g, d_h, n = stats.centred_gram(), stats.d_h, stats.n_heads
+    g, n = stats.centred_gram(), stats.n_heads
     out = torch.empty(n, dtype=torch.float64)
     for h in range(n):
         own = stats.block([h])

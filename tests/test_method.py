@@ -7,7 +7,7 @@ from transformers import AutoModelForSequenceClassification
 
 from peerprune import anatomy, heads, peers
 from peerprune.anatomy import Capture
-from peerprune.glue import subsample, task_data
+from peerprune.glue import task_data
 from peerprune.locator import LocatorConfig, budget_schedule, locate, top_mask
 from peerprune.losses import peer_loss
 from peerprune.models import load_model, load_tokenizer

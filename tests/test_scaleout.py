@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 
 def test_two_processes_finish_write_once_and_stay_synchronised(shared_glue, tmp_path):
