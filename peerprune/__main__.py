@@ -24,10 +24,10 @@ def _prune(args) -> None:
     p = get_profile(args.profile)
     configs = [ablation(PruneConfig(task=task, method=args.method, profile=args.profile,
                                     sparsity=sparsity, keep=args.keep, seed=seed,
-                                    model=args.model), name)
+                                    model=args.model, distill=distill), name)
                for task in args.task or p.tasks for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
-               for name in args.ablation]
+               for distill in args.distill or [None] for name in args.ablation]
     for c in configs:  # refuse a bad setting before any run starts
         check_config(c.resolved())
     for c in configs:
@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     pr.add_argument("--ablation", nargs="+", default=["default"],
                     help="variants of the method: default, no-merge, no-peer-loss, joint, "
                          "uniform, init-locator")
+    pr.add_argument("--distill", nargs="+",
+                    help="fine-tuning losses, one run each: none, kd, peer (default: peer for "
+                         "apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
     pr.set_defaults(run=_prune)
     r = sub.add_parser("report", help="rewrite the README's results tables from results/")

@@ -61,6 +61,10 @@ def test_same_seed_same_numbers_and_masks(shared_glue, tmp_path, monkeypatch):
      "head sparsity must be in [0, 1), got 1.2"),
     (["prune", "--profile", "smoke", "--task", "rte", "--method", "magic"], "unknown method 'magic'"),
     (["prune", "--profile", "smoke", "--task", "rte", "--ablation", "nothing"], "unknown ablation"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--distill", "kd", "soft"],
+     "unknown distill 'soft'; valid: none, kd, peer"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--method", "hisp", "--distill", "peer"],
+     "peer distillation belongs to 'apd'"),
     (["teacher", "--profile", "smoke", "--task", "rte", "--model", "gpt2-like-but-missing"],
      "cannot load model 'gpt2-like-but-missing': it is not an alias (minilm, tiny)"),
 ])
