@@ -125,3 +125,28 @@ def cost_vs_sparsity(frame: pd.DataFrame):
         ax.set_xlabel("share of heads removed")
     fig.tight_layout()
     return fig
+
+
+def latency_vs_sparsity(rows: list[dict]):
+    """Inference latency and speed-up against heads removed, from the speed benchmark's
+    rows (results/benchmark.json): a panel per batch size; the FLOPs-predicted speed-up
+    dashed."""
+    df = pd.DataFrame(rows)
+    sizes = sorted(df["batch_size"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False)
+    for ax, b in zip(axes[0], sizes):
+        sub = df[df["batch_size"] == b].sort_values("sparsity")
+        ax.plot(sub["sparsity"], sub["speedup"], "o-", label="measured speed-up")
+        ax.plot(sub["sparsity"], sub["flops_speedup"], "s--", label="FLOPs-predicted")
+        ax.axhline(1.0, c="gray", lw=0.8)
+        ax.set_xlabel("share of heads removed")
+        ax.set_ylabel("dense / pruned latency")
+        dense_ms = float(sub["dense_ms"].median())
+        ax.set_title(f"batch {b}, seq {int(sub['seq_len'].iloc[0])} "
+                     f"(dense {dense_ms:.1f} ms, {sub['device'].iloc[0]})")
+        for r in sub.itertuples():
+            ax.annotate(f"{r.pruned_ms:.1f} ms", (r.sparsity, r.speedup), fontsize=7,
+                        textcoords="offset points", xytext=(0, 6), ha="center")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,8 @@
 """Every notebook, run in order through papermill with the smoke profile, writes what it
 should (the way recommenders' tests/unit/examples run their notebooks)."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import papermill as pm
@@ -22,6 +24,12 @@ def executed(shared_glue, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("OMP_NUM_THREADS", "1")  # the kernels: tiny models, one core
     work = tmp_path_factory.mktemp("work")
     (work / "README.md").write_text("<!-- table:comparison:smoke -->\n<!-- /table:comparison:smoke -->\n")
+    # a real (tiny) speed benchmark, for the results notebook's latency figure
+    speed = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    subprocess.run([sys.executable, str(speed), "--model", "tiny", "--sparsity", "0.25", "0.75",
+                    "--batch-size", "1", "4", "--seq-len", "16", "--warmup", "1", "--repeats", "2",
+                    "--out", str(work / "results" / "benchmark.json")], check=True,
+                   capture_output=True)
     errors = {}
     for nb in NOTEBOOKS:
         out = work / "results" / "smoke" / "executed" / nb.name
@@ -67,7 +75,8 @@ def test_outputs_written(executed):
             ("smp", "kd")} <= methods
     assert {r["variant"] for r in runs if r["method"] == "apd"} >= {"default", "no-merge", "uniform"}
     for name in ("anatomy_rte_cosine", "anatomy_rte_cka", "anatomy_rte_r2", "locator_rte",
-                 "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity"):
+                 "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity",
+                 "latency_vs_sparsity"):
         for ext in ("png", "pdf"):
             assert (fig / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     table = (res / "tables" / "comparison.csv").read_text()
