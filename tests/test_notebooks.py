@@ -76,7 +76,8 @@ def test_outputs_written(executed):
     assert {r["variant"] for r in runs if r["method"] == "apd"} >= {"default", "no-merge", "uniform"}
     for name in ("anatomy_rte_cosine", "anatomy_rte_cka", "anatomy_rte_r2", "locator_rte",
                  "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity",
-                 "latency_vs_sparsity"):
+                 "latency_vs_sparsity", "locator_run_rte_s0.50_seed0",
+                 "locator_run_rte_s0.75_seed0"):
         for ext in ("png", "pdf"):
             assert (fig / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     table = (res / "tables" / "comparison.csv").read_text()
