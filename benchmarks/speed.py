@@ -66,7 +66,12 @@ def main(argv=None) -> list[dict]:
     for s in args.sparsity:
         if not 0 <= s < 1:
             ap.error(f"--sparsity {s} is outside [0, 1)")
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        ap.error(f"--device {args.device!r} is not a torch device (try cpu or cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: no CUDA device is visible here; use --device cpu")
     dense = model_for_task(args.model, "mrpc").to(device).eval()
     n_layers, n_heads = heads.num_layers_heads(dense)
     rows = []

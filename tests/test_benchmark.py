@@ -30,3 +30,14 @@ def test_benchmark_refuses_bad_sparsity(tmp_path):
     p = subprocess.run([sys.executable, str(SCRIPT), "--model", "tiny", "--sparsity", "1.0",
                         "--out", str(tmp_path / "b.json")], capture_output=True, text=True)
     assert p.returncode == 2 and "--sparsity 1.0 is outside [0, 1)" in p.stderr
+
+
+def test_benchmark_refuses_a_missing_gpu(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip("a GPU is visible: the refusal cannot be provoked")
+    p = subprocess.run([sys.executable, str(SCRIPT), "--model", "tiny", "--device", "cuda",
+                        "--out", str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert p.returncode == 2 and "no CUDA device is visible here" in p.stderr
+    assert not (tmp_path / "b.json").exists()
