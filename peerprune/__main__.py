@@ -10,7 +10,7 @@ from .profiles import PROFILES, get_profile
 def _teacher(args) -> None:
     from .teacher import best_teacher, sweep_teacher
     p = get_profile(args.profile)
-    for task in args.task or p.tasks:
+    for task in args.task or p.runnable_tasks():
         for seed in args.seed if args.seed is not None else p.seeds[:1]:
             for r in sweep_teacher(task, args.profile, args.lr, seed, model=args.model):
                 print(f"{task} seed {seed} lr {r['lr']:g}: {r['metric']} {r['score']:.2f} "
@@ -25,7 +25,7 @@ def _prune(args) -> None:
     configs = [ablation(PruneConfig(task=task, method=args.method, profile=args.profile,
                                     sparsity=sparsity, keep=args.keep, seed=seed,
                                     model=args.model, distill=distill), name)
-               for task in args.task or p.tasks for sparsity in args.sparsity
+               for task in args.task or p.runnable_tasks() for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for name in args.ablation]
     for c in configs:  # refuse a bad setting before any run starts

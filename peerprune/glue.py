@@ -171,16 +171,41 @@ def read_local_split(task: GlueTask, glue_dir: str | os.PathLike, split: str) ->
                                       features=features)
 
 
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face Hub answers for the GLUE dataset (never asked when
+    HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)."""
+    if any(os.environ.get(v, "0") not in ("", "0") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return False
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"https://huggingface.co/api/datasets/{HUB_DATASET}",
+                                    timeout=timeout):
+            return True
+    except Exception:  # no network, DNS, proxy refusal, timeout: all mean "not reachable"
+        return False
+
+
+def has_local(task: str, glue_dir, splits: tuple[str, ...] | None = None) -> bool:
+    """Whether a local GLUE folder holds these splits of the task (default: all of them)."""
+    spec = get_task(task)
+    splits = splits or ("train", *spec.eval_splits)
+    return all((Path(glue_dir) / spec.folder / spec.local_file(s)).is_file() for s in splits)
+
+
 def load_glue(task: str, glue_dir: str | os.PathLike | None = None,
               splits: tuple[str, ...] | None = None) -> datasets.DatasetDict:
     """Load a GLUE task's train and evaluation splits.
 
     `glue_dir` (or $PEERPRUNE_GLUE_DIR) selects a local folder in the GLUE download
-    layout; without one, the data comes from the Hub (`nyu-mll/glue`).
+    layout; without one, the data comes from the Hub (`nyu-mll/glue`). A task the local
+    folder lacks (QNLI's training split, QQP, MNLI in ../shared/glue) comes from the Hub
+    when the Hub is reachable; otherwise the error names the missing file.
     """
     spec = get_task(task)
     splits = splits or ("train", *spec.eval_splits)
     glue_dir = glue_dir if glue_dir is not None else default_glue_dir()
+    if glue_dir is not None and not has_local(task, glue_dir, splits) and hub_reachable():
+        glue_dir = None
     if glue_dir is None:
         hub = datasets.load_dataset(HUB_DATASET, spec.name)
         return datasets.DatasetDict({s: hub[s] for s in splits})
@@ -223,7 +248,7 @@ def _cache_key(task, tokenizer, glue_dir, **sizes) -> str:
     import json
     spec = get_task(task)
     source = "hub"
-    if glue_dir is not None:
+    if glue_dir is not None and has_local(task, glue_dir):
         folder = Path(glue_dir) / spec.folder
         source = [(p.name, p.stat().st_size, int(p.stat().st_mtime))
                   for p in sorted(folder.glob("*.tsv"))]

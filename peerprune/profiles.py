@@ -28,6 +28,14 @@ class Profile:
     ablation_tasks: tuple[str, ...] = ()  # tasks of the ablation notebook
     sweep_tasks: tuple[str, ...] = ()  # tasks that run every sparsity (others: 0.58 only)
     prune_options: dict = field(default_factory=dict)  # PruneConfig fields to override
+    hub_tasks: tuple[str, ...] = ()  # tasks added when the Hugging Face Hub is reachable
+
+    def runnable_tasks(self) -> tuple[str, ...]:
+        """The profile's tasks, plus its Hub-only tasks when the Hub answers."""
+        if not self.hub_tasks:
+            return self.tasks
+        from .glue import hub_reachable
+        return self.tasks + self.hub_tasks if hub_reachable() else self.tasks
 
     def prune_config(self, task: str, **fields):
         """A PruneConfig for this profile (its option overrides, then `fields`)."""
@@ -50,7 +58,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             ablation_tasks=("mrpc",), prune_options=dict(smp_steps=50, smp_sentences=1600)),
     Profile("full", "minilm", ("rte", "mrpc", "stsb", "cola", "sst2", "wnli"), epochs=4,
             teacher_lrs=(2e-5, 5e-5, 1e-4), seeds=(0, 1, 2), sparsities=SWEEP,
-            ablation_tasks=("mrpc", "rte"), sweep_tasks=("mrpc", "stsb")),
+            ablation_tasks=("mrpc", "rte"), sweep_tasks=("mrpc", "stsb"),
+            hub_tasks=("qnli", "qqp", "mnli")),
     Profile("paper", "bert-base-uncased",
             ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"), epochs=4,
             teacher_lrs=(2e-5,)),

@@ -8,6 +8,34 @@ from peerprune.glue import TASKS, get_task, load_glue, subsample, tokenize
 from peerprune.models import load_tokenizer
 
 
+def test_a_task_the_local_folder_lacks_comes_from_the_hub_when_it_answers(shared_glue, monkeypatch):
+    import datasets
+    asked = []
+
+    def fake_hub(name, config):
+        asked.append((name, config))
+        rows = {"question": ["q"], "sentence": ["s"], "label": [1], "idx": [0]}
+        return datasets.DatasetDict({s: datasets.Dataset.from_dict(rows)
+                                     for s in ("train", "validation", "test")})
+    monkeypatch.setattr(glue.datasets, "load_dataset", fake_hub)
+    monkeypatch.setattr(glue, "hub_reachable", lambda timeout=5.0: True)
+    qnli = load_glue("qnli", shared_glue)  # QNLI has no train.tsv in the offline copy
+    assert asked == [("nyu-mll/glue", "qnli")] and qnli["train"]["question"] == ["q"]
+    assert len(load_glue("mrpc", shared_glue)["train"]) == 3668  # complete tasks stay local
+    assert asked == [("nyu-mll/glue", "qnli")]
+
+
+def test_hub_is_not_asked_offline_and_full_adds_hub_tasks_only_when_it_answers(monkeypatch):
+    from peerprune.profiles import get_profile
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert glue.hub_reachable() is False
+    full = get_profile("full")
+    assert full.runnable_tasks() == ("rte", "mrpc", "stsb", "cola", "sst2", "wnli")
+    monkeypatch.setattr(glue, "hub_reachable", lambda timeout=5.0: True)
+    assert full.runnable_tasks()[-3:] == ("qnli", "qqp", "mnli")
+    assert get_profile("quick").runnable_tasks() == ("mrpc",)
+
+
 def readme_counts(path):
     """{task: (train, dev)} from the table in the GLUE folder's README."""
     counts = {}
@@ -35,7 +63,8 @@ def test_offline_copy_labels(shared_glue):
     assert 0.0 <= min(stsb["label"]) and max(stsb["label"]) <= 5.0
 
 
-def test_qnli_has_no_train_split_and_says_what_exists(shared_glue):
+def test_qnli_has_no_train_split_and_says_what_exists(shared_glue, monkeypatch):
+    monkeypatch.setattr(glue, "hub_reachable", lambda timeout=5.0: False)
     with pytest.raises(FileNotFoundError, match=r"QNLI/train.tsv.*cola, sst2, mrpc"):
         load_glue("qnli", shared_glue)
     assert len(load_glue("qnli", shared_glue, splits=("validation",))["validation"]) == 5463
