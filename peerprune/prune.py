@@ -20,6 +20,7 @@ from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
 from .glue import get_task, subsample, task_data
 from .baselines import hisp_mask, l0_mask, random_mask
+from .choices import choice_dir, load_choice, save_choice
 from .locator import LocatorConfig, locate
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
@@ -144,8 +145,8 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
 
 def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loader, lr: float,
                  batch_size: int, model_name: str, glue_dir=None, checkpoints_root=None):
-    """The method's mask, the model the final fine-tuning starts from (unpruned), and
-    what the run should record about the choice."""
+    """The method's mask, the locator's trained model (apd; else None), and what the run
+    should record about the choice."""
     n_layers, n_heads = heads.num_layers_heads(teacher)
     loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=lr, lr_gates=c.lr_gates,
                             lr_lambda=c.lr_lambda, init_log_alpha=c.init_log_alpha,
@@ -155,28 +156,35 @@ def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loa
     if c.method == "apd":
         located = copy.deepcopy(teacher)
         mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
-        start = located if c.init == "locator" else copy.deepcopy(teacher)
-        return mask, start, {"locator_log": _thin(log),
-                             "log_alpha": gates.log_alpha.detach().cpu().tolist()}
+        return mask, located, {"locator_log": _thin(log),
+                               "log_alpha": gates.log_alpha.detach().cpu().tolist()}
     if c.method == "random":
-        return random_mask(n_layers, n_heads, keep, c.seed, c.min_one_per_layer), \
-            copy.deepcopy(teacher), {}
+        return random_mask(n_layers, n_heads, keep, c.seed, c.min_one_per_layer), None, {}
     if c.method == "hisp":
         mask, log = hisp_mask(teacher, calib_loader, keep, c.hisp_step, c.min_one_per_layer)
-        return mask, copy.deepcopy(teacher), {"hisp_steps": [s["kept"] for s in log],
-                                              "importance": log[0]["importance"]}
+        return mask, None, {"hisp_steps": [s["kept"] for s in log],
+                            "importance": log[0]["importance"]}
     if c.method == "l0":
         mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start)
-        return mask, copy.deepcopy(teacher), {"l0_sweep": sweep,
-                                              "log_alpha": gates.log_alpha.detach().cpu().tolist()}
-    if c.method == "smp":  # prunes the pretrained model, which is then fine-tuned
+        return mask, None, {"l0_sweep": sweep, "log_alpha": gates.log_alpha.detach().cpu().tolist()}
+    if c.method == "smp":  # scores the heads of the pretrained model
         pretrained = model_for_task(model_name, c.task, seed=c.seed)
         cfg = SMPConfig(steps=c.smp_steps, sentences=c.smp_sentences, batch_size=batch_size,
                         seed=c.seed)
         mask, extra = smp(pretrained, model_name, c.task, train, tokenizer, keep, cfg, glue_dir,
                           checkpoints_root or CHECKPOINTS_DIR)
-        return mask, pretrained, extra
+        return mask, None, extra
     raise ValueError(f"unknown method {c.method!r}; valid: {', '.join(METHODS)}")
+
+
+def start_model(c: PruneConfig, teacher, located, model_name: str):
+    """The (unpruned) weights the final fine-tuning starts from: the teacher's, the
+    locator's (apd with init "locator"), or the pretrained model's (SMP, as in its paper)."""
+    if c.method == "smp":
+        return model_for_task(model_name, c.task, seed=c.seed)
+    if c.method == "apd" and c.init == "locator":
+        return located
+    return copy.deepcopy(teacher)
 
 
 def _thin(log: list, most: int = 400) -> list:
@@ -220,11 +228,23 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     teacher_stats = anatomy.collect_stats(teacher, calib_loader) if c.method == "apd" else None
     timings["anatomy_s"] = time.perf_counter() - t0
 
-    # where to prune, and the weights the final fine-tuning starts from
+    # where to prune (computed once per choice, see choices.py), and the weights the
+    # final fine-tuning starts from
     t0 = time.perf_counter()
-    mask, student, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
-                                        train_cfg.lr, p.batch_size, model_name, glue_dir,
-                                        checkpoints_root)
+    task_dir = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile \
+        / model_name.replace("/", "__") / c.task
+    where = choice_dir(task_dir, asdict(c), keep, t_result["config_hash"], train_cfg.to_dict(),
+                       p.train_examples)
+    saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
+    if saved:
+        mask, extra, located = saved
+    else:
+        mask, located, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
+                                            train_cfg.lr, p.batch_size, model_name, glue_dir,
+                                            checkpoints_root)
+        save_choice(where, mask, extra, located, tokenizer)
+    extra["choice"] = {"path": str(where), "reused": bool(saved)}
+    student = start_model(c, teacher, located, model_name)
     timings["locate_s"] = time.perf_counter() - t0
 
     # apd: peer assignment (from the teacher), merge; every method: physical removal
@@ -256,8 +276,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     timings["fine_tune_s"] = time.perf_counter() - t0
     wall = time.perf_counter() - start
 
-    ckpt = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile / model_name.replace("/", "__") \
-        / c.task / f"{c.method}-{h}"
+    ckpt = task_dir / f"{c.method}-{h}"
     save_model(student, tokenizer, ckpt, peerprune_config=full)
     scores = history[-1]["scores"]
     spec = get_task(c.task)

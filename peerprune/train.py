@@ -125,6 +125,7 @@ def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainC
         optimizer, int(config.warmup_ratio * total), total)
     wrapped, optimizer, train_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, scheduler)
+    optimizer.zero_grad(set_to_none=True)  # a model trained before (the locator's) may carry grads
     history = []
     bar = tqdm(total=len(train_loader) * config.epochs, desc=desc,
                mininterval=5 if sys.stderr.isatty() else 60,

@@ -5,12 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from peerprune.locator import top_mask, uniform_counts
-from peerprune.prune import PruneConfig, run_pruning
+from peerprune.prune import PruneConfig, ablation, run_pruning
 from peerprune.teacher import train_teacher
 
 CLI = [sys.executable, "-m", "peerprune", "prune", "--profile", "smoke", "--task", "rte",
@@ -53,6 +54,31 @@ def test_same_seed_same_numbers_and_masks(shared_glue, tmp_path, monkeypatch):
                                     max_steps=6))
         out.append((r["scores"], r["kept_heads"], r["log_alpha"], r["history"][0]["train_loss"]))
     assert out[0] == out[1]
+
+
+def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path, monkeypatch):
+    """The locator runs once for the ablations; reading its choice back (mask, log and the
+    located weights for init-locator) gives exactly the numbers of computing it."""
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    base = PruneConfig(task="rte", profile="smoke", sparsity=0.5, locator_epochs=2, max_steps=6)
+    out = {}
+    for name, variants in (("fresh", ["init-locator"]), ("shared", ["default", "init-locator"])):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        train_teacher("rte", "smoke", lr=1e-3)
+        runs = [run_pruning(ablation(base, v)) for v in variants]
+        out[name] = runs[-1]
+    fresh, shared = out["fresh"], out["shared"]
+    assert not fresh["choice"]["reused"] and shared["choice"]["reused"]
+    assert shared["choice"]["path"] == fresh["choice"]["path"]  # same options, same key
+    assert shared["locator_log"] == fresh["locator_log"] and shared["kept_heads"] == fresh["kept_heads"]
+    assert shared["history"][0]["train_loss"] == fresh["history"][0]["train_loss"]
+    assert shared["scores"] == fresh["scores"]
+    # a baseline with and without KD shares its mask too; another seed does not
+    hisp = [run_pruning(replace(base, method="hisp", distill=d, seed=s))
+            for d, s in (("none", 0), ("kd", 0), ("none", 1))]
+    assert [r["choice"]["reused"] for r in hisp] == [False, True, False]
+    assert hisp[0]["kept_heads"] == hisp[1]["kept_heads"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,0 +1,54 @@
+"""A run's head choice (its mask), computed once and reused by the runs that share it.
+
+The mask depends only on what happens before pruning: the teacher, the budget, the seed and
+the method's own options. The ablations of the method (no merge, no peer loss, joint,
+init-locator) and each baseline with and without KD differ only after that point, so they
+share one choice; the locator (or L0's penalty search, or HISP's rescoring) runs once per
+choice and the others read it back. Fine-tuning reseeds itself, so a reused choice gives
+the very numbers a recomputed one would.
+
+    checkpoints/<profile>/<model>/<task>/choice-<method>-<hash>/
+        choice.json   the mask and what the run records about the choice
+        located/      apd only: the locator's trained weights (for init "locator")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .models import load_model, save_model
+from .results import atomic_write_text, config_hash, is_main_process
+
+# PruneConfig fields that act only after the mask is chosen
+AFTER_THE_CHOICE = ("distill", "merge", "peer_loss", "init", "variant", "epochs", "rho")
+
+
+def choice_dir(root, prune_options: dict, keep: int, teacher_hash: str, train: dict,
+               train_examples) -> Path:
+    """Where the choice of a run with these options is kept."""
+    fields = {k: v for k, v in prune_options.items() if k not in AFTER_THE_CHOICE}
+    key = config_hash({"prune": fields, "keep": keep, "teacher": teacher_hash,
+                       "train_examples": train_examples,
+                       "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}})
+    return Path(root) / f"choice-{prune_options['method']}-{key}"
+
+
+def save_choice(path: Path, mask: torch.Tensor, extra: dict, located=None, tokenizer=None) -> None:
+    if not is_main_process():
+        return
+    if located is not None:
+        save_model(located, tokenizer, path / "located")
+    atomic_write_text(path / "choice.json", json.dumps({"mask": mask.tolist(), "extra": extra}))
+
+
+def load_choice(path: Path, with_located: bool = False):
+    """(mask, extra, located model or None), or None when nothing usable is saved."""
+    if not (path / "choice.json").is_file():
+        return None
+    if with_located and not (path / "located" / "config.json").is_file():
+        return None
+    saved = json.loads((path / "choice.json").read_text())
+    located = load_model(str(path / "located")) if with_located else None
+    return torch.tensor(saved["mask"]), saved["extra"], located
