@@ -41,3 +41,26 @@ def test_benchmark_refuses_a_missing_gpu(tmp_path):
                         "--out", str(tmp_path / "b.json")], capture_output=True, text=True)
     assert p.returncode == 2 and "no CUDA device is visible here" in p.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+def test_mask_quality_scores_every_saved_choice(shared_glue, tmp_path, monkeypatch):
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.teacher import train_teacher
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    teacher = train_teacher("rte", "smoke", lr=1e-3)
+    for method in ("random", "apd"):
+        run_pruning(PruneConfig(task="rte", profile="smoke", method=method, sparsity=0.5,
+                                locator_epochs=2, max_steps=4))
+    script = SCRIPT.parent / "mask_quality.py"
+    p = subprocess.run([sys.executable, str(script), "--profile", "smoke", "--task", "rte",
+                        "--calib-examples", "32"], cwd=tmp_path, capture_output=True, text=True,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "results/smoke/mask_quality/rte.json").read_text())
+    assert rows[0]["teacher"] == round(teacher["score"], 2)  # the dense row is the teacher's score
+    choices = rows[1:]
+    assert sorted(c["choice"].split("-")[1] for c in choices) == ["apd", "random"]
+    assert all(sum(c["heads_per_layer"]) == 4 for c in choices)  # 2 x 4 heads, half kept
+    assert [("located_masked" in c) for c in choices] == [c["choice"].startswith("choice-apd") for c in choices]
+    assert all(len(c["runs"]) == 1 for c in choices)
