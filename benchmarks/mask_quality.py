@@ -76,10 +76,11 @@ def main(argv=None) -> list[dict]:
         if (path.parent / "located" / "config.json").is_file():
             row["located_masked"] = score(load_model(str(path.parent / "located")), head_mask=mask)
         rows.append(row)
-        print(f"{task} {row['choice']} ({', '.join(row['runs']) or 'no result yet'}) heads {row['heads_per_layer']}: masked {row['masked']:.2f}, "
-              f"pairwise merge {row['pairwise_merge']:.2f}, joint merge {row['joint_merge']:.2f}"
-              + (f", locator's weights {row['located_masked']:.2f}" if "located_masked" in row else ""),
-              flush=True)
+        located = row.get("located_masked")
+        print(f"{task} {row['choice']} ({', '.join(row['runs']) or 'no result yet'}) heads "
+              f"{row['heads_per_layer']}: masked {row['masked']:.2f}, pairwise merge "
+              f"{row['pairwise_merge']:.2f}, joint merge {row['joint_merge']:.2f}"
+              + (f", locator's weights {located:.2f}" if located is not None else ""), flush=True)
     out = Path(RESULTS_DIR) / args.profile / "mask_quality" / f"{task}.json"
     atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
     print(f"wrote {out}")
