@@ -20,11 +20,11 @@ def _teacher(args) -> None:
 
 
 def _prune(args) -> None:
-    from .prune import PruneConfig, ablation, check_config, run_pruning
+    from .prune import ablation, check_config, run_pruning
     p = get_profile(args.profile)
-    configs = [ablation(PruneConfig(task=task, method=args.method, profile=args.profile,
-                                    sparsity=sparsity, keep=args.keep, seed=seed,
-                                    model=args.model, distill=distill), name)
+    # the profile's option overrides apply, as in the notebooks, so both share finished runs
+    configs = [ablation(p.prune_config(task, method=args.method, sparsity=sparsity, keep=args.keep,
+                                       seed=seed, model=args.model, distill=distill), name)
                for task in args.task or p.runnable_tasks() for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for name in args.ablation]

@@ -125,3 +125,16 @@ def test_checkpoint_of_another_task_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fine-tuned on 'mrpc', not on 'rte'"):
         model_for_task(str(tmp_path), "rte")
     assert model_for_task(str(tmp_path), "mrpc").num_labels == 2
+
+
+def test_cli_runs_with_the_profiles_options_like_the_notebooks(shared_glue, tmp_path):
+    """The command line and the notebooks build the same configuration, so a run made by
+    one is reused by the other (the smoke profile overrides smp_steps and max_steps)."""
+    env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "peerprune", "prune", "--profile", "smoke", "--task",
+                    "rte", "--method", "random", "--sparsity", "0.5"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    from peerprune.profiles import get_profile
+    r = json.loads(next((tmp_path / "results").rglob("random-*.json")).read_text())
+    assert r["options"]["smp_steps"] == 3 and r["options"]["max_steps"] == 8
+    assert r["options"] == {**r["options"], **get_profile("smoke").prune_options}
