@@ -3,7 +3,7 @@
     python benchmarks/locator_probe.py [--profile full] [--task mrpc] [--lr-lambda 50 10 3]
 
 Runs only the automatic locator (no merge, no final fine-tuning) on the profile's teacher,
-once per multiplier rate, with everything else at the method's defaults, and reports for
+once per multiplier rate, everything else as the profile's runs of the method, and reports for
 each rate:
   - how the expected head count E follows the budget K_t: the lowest E after K_t reaches K*
     (an overshoot below K*), E at the end, and the mean |E - K_t| / N over the run;
@@ -23,10 +23,9 @@ from pathlib import Path
 
 from peerprune.glue import get_task, task_data
 from peerprune.heads import num_layers_heads
-from peerprune.locator import LocatorConfig, locate
+from peerprune.locator import locate
 from peerprune.metrics import primary_score
 from peerprune.profiles import get_profile
-from peerprune.prune import PruneConfig
 from peerprune.results import RESULTS_DIR, atomic_write_text
 from peerprune.teacher import load_teacher
 from peerprune.train import evaluate, make_loader
@@ -34,17 +33,15 @@ from peerprune.train import evaluate, make_loader
 
 def probe(profile: str, task: str, lr_lambda: float, sparsity: float, seed: int = 0) -> dict:
     p = get_profile(profile)
-    defaults = PruneConfig(task=task, profile=profile, sparsity=sparsity, seed=seed)
+    run = p.prune_config(task, sparsity=sparsity, seed=seed, lr_lambda=lr_lambda)
     teacher, tokenizer, t_result = load_teacher(task, profile, 0, p.model)
     n_layers, n_heads = num_layers_heads(teacher)
     n = n_layers * n_heads
-    keep = defaults.budget(n)
+    keep = run.budget(n)
     train, evals = task_data(task, tokenizer, max_length=p.max_length,
                              train_examples=p.train_examples, eval_examples=p.eval_examples, seed=0)
     dev = make_loader(evals[next(iter(evals))], tokenizer, 64, False)
-    cfg = LocatorConfig(epochs=defaults.locator_epochs, lr=t_result["lr"],
-                        lr_gates=defaults.lr_gates, lr_lambda=lr_lambda,
-                        init_log_alpha=defaults.init_log_alpha, batch_size=p.batch_size, seed=seed)
+    cfg = run.locator_config(t_result["lr"], p.batch_size)
     student = copy.deepcopy(teacher)
     start = time.perf_counter()
     mask, gates, log = locate(teacher, student, train, tokenizer, keep, cfg)

@@ -114,8 +114,7 @@ def model_for_task(name: str, task: str, seed: int = 0):
         if trained_on and trained_on != spec.name:
             raise ValueError(f"{name} is a checkpoint fine-tuned on {trained_on!r}, not on "
                              f"{spec.name!r}; start from a pretrained model instead")
-    model = load_model(name, num_labels=spec.num_labels, seed=seed)
-    return model
+    return load_model(name, num_labels=spec.num_labels, seed=seed)
 
 
 def save_model(model, tokenizer, path, **extra_json) -> Path:

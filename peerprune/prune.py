@@ -76,6 +76,14 @@ class PruneConfig:
         return replace(self, distill=self.distill or ("peer" if apd else "none"),
                        merge=self.merge or ("pairwise" if apd else "none"))
 
+    def locator_config(self, lr: float, batch_size: int) -> LocatorConfig:
+        """The locator (and L0's gates) of this run: `lr` for the weights."""
+        return LocatorConfig(epochs=self.locator_epochs, lr=lr, lr_gates=self.lr_gates,
+                             lr_lambda=self.lr_lambda, init_log_alpha=self.init_log_alpha,
+                             alpha=self.alpha, tau=self.tau, beta=self.beta,
+                             allocation=self.allocation, min_one_per_layer=self.min_one_per_layer,
+                             batch_size=batch_size, seed=self.seed, max_steps=self.max_steps)
+
     def budget(self, n_heads_total: int) -> int:
         """K* = round(N * (1 - s)), or `keep` when given."""
         if self.keep is not None:
@@ -148,11 +156,7 @@ def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loa
     """The method's mask, the locator's trained model (apd; else None), and what the run
     should record about the choice."""
     n_layers, n_heads = heads.num_layers_heads(teacher)
-    loc_cfg = LocatorConfig(epochs=c.locator_epochs, lr=lr, lr_gates=c.lr_gates,
-                            lr_lambda=c.lr_lambda, init_log_alpha=c.init_log_alpha,
-                            alpha=c.alpha, tau=c.tau, beta=c.beta,
-                            allocation=c.allocation, min_one_per_layer=c.min_one_per_layer,
-                            batch_size=batch_size, seed=c.seed, max_steps=c.max_steps)
+    loc_cfg = c.locator_config(lr, batch_size)
     if c.method == "apd":
         located = copy.deepcopy(teacher)
         mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
