@@ -278,12 +278,8 @@ def task_data(task: str, tokenizer, *, glue_dir=None, max_length: int = 128,
     train = tokenize(subsample(raw["train"], train_examples, seed), tokenizer, task, max_length)
     evals = {s: tokenize(subsample(raw[s], eval_examples, seed), tokenizer, task, max_length)
              for s in spec.eval_splits}
-    from .results import is_main_process
+    from .results import atomic_dir, is_main_process
     if is_main_process():
-        import shutil
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        datasets.DatasetDict({"train": train, **evals}).save_to_disk(str(tmp))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        with atomic_dir(path) as tmp:
+            datasets.DatasetDict({"train": train, **evals}).save_to_disk(str(tmp))
     return train, evals

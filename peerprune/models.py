@@ -121,18 +121,14 @@ def save_model(model, tokenizer, path, **extra_json) -> Path:
     """`save_pretrained` model and tokenizer into `path` atomically: written to a sibling
     temporary folder, then renamed, so an interrupted save leaves no half checkpoint."""
     import json
-    import shutil
 
-    from .results import is_main_process
+    from .results import atomic_dir, is_main_process
     path = Path(path)
     if not is_main_process():
         return path
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for name, obj in extra_json.items():
-        (tmp / f"{name}.json").write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, obj in extra_json.items():
+            (tmp / f"{name}.json").write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     return path

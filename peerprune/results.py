@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS_DIR = Path(os.environ.get("PEERPRUNE_RESULTS_DIR", "results"))
@@ -36,6 +38,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a fresh temporary folder beside `path`; when the block ends without error, the
+    folder replaces `path` in one rename, so a kill leaves no half-written folder.
+
+    Each call writes into its own temporary folder, so two processes saving the same path at
+    once (two jobs tokenising one task) never write into each other's files: `path` ends as
+    one writer's complete folder (the last to finish, or the one whose rename won a race)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp"))
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path, obj) -> None:

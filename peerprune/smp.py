@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -195,9 +197,10 @@ def smp(pretrained, model_name: str, task: str, train_data, tokenizer, keep: int
                                    config.max_length, config.seed)
         scorer, log = train_scorer(pretrained, sentences, tokenizer, counts, config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)  # a file of this process's own: two runs saving at once never mix
         torch.save(scorer.state_dict(), tmp)
-        tmp.rename(path)
+        os.replace(tmp, path)
     data = subsample(train_data, config.apply_examples, config.seed)
     mask = smp_mask(scorer.eval(), pretrained, data, tokenizer, counts)
     thin = log[:: max(1, len(log) // 50)] if log else None

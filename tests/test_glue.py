@@ -6,6 +6,7 @@ import pytest
 from peerprune import glue
 from peerprune.glue import TASKS, get_task, load_glue, subsample, tokenize
 from peerprune.models import load_tokenizer
+from peerprune.results import atomic_dir
 
 
 def test_a_task_the_local_folder_lacks_comes_from_the_hub_when_it_answers(shared_glue, monkeypatch):
@@ -179,3 +180,19 @@ def test_tokenised_splits_are_cached(fake_glue, tmp_path, monkeypatch):
     assert again_evals["validation"]["input_ids"] == first_evals["validation"]["input_ids"]
     with pytest.raises(AssertionError, match="tokenised again"):  # another length, another key
         glue.task_data("rte", tok, glue_dir=fake_glue, max_length=8, cache_dir=tmp_path / "cache")
+
+
+def test_two_writers_of_one_cache_folder_do_not_mix(tmp_path):
+    """Two jobs tokenising the same task save the same cache folder at once: each writes its
+    own temporary folder, and the cache ends as one writer's complete folder, no leftovers."""
+    target = tmp_path / "cache" / "rte-key"
+    with atomic_dir(target) as first:
+        (first / "train").write_text("first")
+        with atomic_dir(target) as second:
+            assert second != first
+            (second / "train").write_text("second")
+        assert (target / "train").read_text() == "second"
+        (first / "validation").write_text("first")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"train": "first",
+                                                                  "validation": "first"}
+    assert [p.name for p in target.parent.iterdir()] == ["rte-key"]
