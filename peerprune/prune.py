@@ -95,6 +95,21 @@ class PruneConfig:
         return max(1, round(n_heads_total * (1 - self.sparsity)))
 
 
+# Options that only one method reads. A run's identity (its hash, and the key of its saved
+# head choice) leaves out the other methods' options, so changing one method's default does
+# not make the other methods' finished runs look stale.
+METHOD_OPTIONS = {"apd": ("lr_lambda", "allocation", "merge", "peer_loss", "init", "rho"),
+                  "hisp": ("hisp_step",), "l0": ("l0_start",),
+                  "smp": ("smp_steps", "smp_sentences")}
+
+
+def identity(options: dict) -> dict:
+    """The options (`asdict` of a resolved PruneConfig) that can change the run's result:
+    all but the other methods' own options."""
+    foreign = {f for m, fs in METHOD_OPTIONS.items() if m != options["method"] for f in fs}
+    return {k: v for k, v in options.items() if k not in foreign}
+
+
 def check_config(c: PruneConfig) -> None:
     """Refuse unknown names and combinations, naming the valid values."""
     get_task(c.task)
@@ -208,7 +223,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     keep = c.budget(n_layers * n_heads)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
-    full = {"prune": asdict(c), "train": train_cfg.to_dict(), "keep": keep,
+    full = {"prune": identity(asdict(c)), "train": train_cfg.to_dict(), "keep": keep,
             "teacher": t_result["config_hash"], "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
     h = config_hash(full)
@@ -237,7 +252,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     t0 = time.perf_counter()
     task_dir = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile \
         / model_name.replace("/", "__") / c.task
-    where = choice_dir(task_dir, asdict(c), keep, t_result["config_hash"], train_cfg.to_dict(),
+    where = choice_dir(task_dir, identity(asdict(c)), keep, t_result["config_hash"], train_cfg.to_dict(),
                        p.train_examples)
     saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
     if saved:
