@@ -54,7 +54,7 @@ class LocatorConfig:
     epochs: int = 1  # passes over the training data
     lr: float = 2e-5  # model weights (AdamW)
     lr_gates: float = 0.3  # gate logits (Adam)
-    lr_lambda: float = 50.0  # multipliers (plain gradient ascent); see the README
+    lr_lambda: float = 3.0  # multipliers (plain gradient ascent); see the README
     init_log_alpha: float = 3.0  # gate logits at the start (3: P(open) = 0.99)
     alpha: float = 1.0  # logit KD
     tau: float = 2.0

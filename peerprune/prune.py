@@ -56,7 +56,7 @@ class PruneConfig:
     locator_epochs: int = 1
     lr_gates: float = 0.3
     init_log_alpha: float = 3.0
-    lr_lambda: float = 50.0
+    lr_lambda: float = 3.0  # multiplier rate; see the README ("Choices")
     allocation: str = "auto"  # auto | uniform
     min_one_per_layer: bool = False  # off: a layer may lose every head
     merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
