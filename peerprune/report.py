@@ -122,8 +122,28 @@ def comparison_table(profile: str, results_root=None) -> str:
     return frame_to_markdown(table)
 
 
+def locator_probe_table(profile: str, results_root=None) -> str:
+    """Markdown of results/<profile>/locator_probe/*.json (benchmarks/locator_probe.py): per
+    task and multiplier rate, how E followed the budget and what the mask is worth."""
+    import json
+    files = sorted((Path(results_root or RESULTS_DIR) / profile / "locator_probe").glob("*.json"))
+    rows = [r for f in files for r in json.loads(f.read_text())]
+    if not rows:
+        return f"_No locator probe for profile `{profile}` yet: run `python benchmarks/locator_probe.py`._\n"
+    head = ["task", "multiplier rate", "steps", "K*", "lowest E after K_t = K*", "E at the end",
+            "teacher", "teacher, masked", "located student, masked", "kept heads per layer"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: (r["task"], r["sparsity"], -r["lr_lambda"])):
+        lines.append("| " + " | ".join([
+            r["task"], f"{r['lr_lambda']:g}", str(r["steps"]), str(r["keep"]),
+            f"{r['min_expected_after_budget']:.1f}", f"{r['final_expected']:.1f}",
+            _fmt(r["teacher_score"]), _fmt(r["masked_teacher_score"]),
+            _fmt(r["located_student_score"]), str(r["heads_per_layer"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
-          "comparison": comparison_table}
+          "comparison": comparison_table, "locator-probe": locator_probe_table}
 
 
 def benchmark_table(results_root=None) -> str:

@@ -64,3 +64,23 @@ def test_mask_quality_scores_every_saved_choice(shared_glue, tmp_path, monkeypat
     assert all(sum(c["heads_per_layer"]) == 4 for c in choices)  # 2 x 4 heads, half kept
     assert [("located_masked" in c) for c in choices] == [c["choice"].startswith("choice-apd") for c in choices]
     assert all(len(c["runs"]) == 1 for c in choices)
+
+
+def test_locator_probe_rows_reach_the_readme_table(shared_glue, tmp_path, monkeypatch):
+    from peerprune.report import locator_probe_table
+    from peerprune.teacher import train_teacher
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    teacher = train_teacher("rte", "smoke", lr=1e-3)
+    script = SCRIPT.parent / "locator_probe.py"
+    p = subprocess.run([sys.executable, str(script), "--profile", "smoke", "--task", "rte",
+                        "--lr-lambda", "50", "3"], cwd=tmp_path, capture_output=True, text=True,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "results/smoke/locator_probe/rte.json").read_text())
+    assert [r["lr_lambda"] for r in rows] == [50.0, 3.0]
+    assert all(sum(r["heads_per_layer"]) == r["keep"] for r in rows)
+    assert all(r["teacher_score"] == teacher["score"] for r in rows)
+    table = locator_probe_table("smoke", tmp_path / "results").splitlines()
+    assert len(table) == 2 + len(rows)  # header, rule, one line per rate
+    assert table[2].startswith("| rte | 50 |") and f"{rows[0]['located_student_score']:.2f}" in table[2]
