@@ -223,7 +223,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     keep = c.budget(n_layers * n_heads)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
-    full = {"prune": identity(asdict(c)), "train": train_cfg.to_dict(), "keep": keep,
+    options = identity(asdict(c))  # what the run's hash and its head choice's key cover
+    full = {"prune": options, "train": train_cfg.to_dict(), "keep": keep,
             "teacher": t_result["config_hash"], "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
     h = config_hash(full)
@@ -252,7 +253,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     t0 = time.perf_counter()
     task_dir = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile \
         / model_name.replace("/", "__") / c.task
-    where = choice_dir(task_dir, identity(asdict(c)), keep, t_result["config_hash"], train_cfg.to_dict(),
+    where = choice_dir(task_dir, options, keep, t_result["config_hash"], train_cfg.to_dict(),
                        p.train_examples)
     saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
     if saved:
