@@ -22,8 +22,8 @@ from peerprune.glue import get_task, subsample, task_data
 from peerprune.metrics import primary_score
 from peerprune.models import load_model
 from peerprune.profiles import get_profile
-from peerprune.results import RESULTS_DIR, atomic_write_text
-from peerprune.teacher import CHECKPOINTS_DIR, load_teacher
+from peerprune.results import RESULTS_DIR, atomic_write_text, load_results
+from peerprune.teacher import load_teacher, task_checkpoints
 from peerprune.train import evaluate, make_loader
 
 
@@ -39,7 +39,7 @@ def main(argv=None) -> list[dict]:
     except ValueError as e:
         ap.error(str(e))
     task = spec.name
-    root = Path(CHECKPOINTS_DIR) / args.profile / p.model.replace("/", "__") / task
+    root = task_checkpoints(args.profile, p.model, task)
     saved = sorted(root.glob("choice-*/choice.json"))
     if not saved:
         ap.error(f"no saved head choices under {root}: run some pruning runs first")
@@ -53,8 +53,7 @@ def main(argv=None) -> list[dict]:
         return round(primary_score(task, evaluate(model, dev, task, **kw)), 2)
 
     runs = {}  # choice folder -> the runs that used it
-    for f in (Path(RESULTS_DIR) / args.profile / p.model.replace("/", "__") / task).glob("*.json"):
-        r = json.loads(f.read_text())
+    for r in load_results(profile=args.profile, model=p.model, task=task):
         if "choice" in r:
             runs.setdefault(Path(r["choice"]["path"]).name, []).append(
                 f"{r['method']}/{r['distill']}/{r['variant']} s={r['target_sparsity']}")

@@ -28,7 +28,7 @@ from .models import model_for_task, save_model
 from .smp import SMPConfig, smp
 from .profiles import get_profile
 from .results import config_hash, find_result, result_path, save_result, versions
-from .teacher import CHECKPOINTS_DIR, load_teacher
+from .teacher import CHECKPOINTS_DIR, load_teacher, task_checkpoints
 from .train import TrainConfig, fine_tune, make_loader, pick_device
 
 METHODS = ("apd", "random", "hisp", "l0", "smp")
@@ -251,8 +251,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     # where to prune (computed once per choice, see choices.py), and the weights the
     # final fine-tuning starts from
     t0 = time.perf_counter()
-    task_dir = Path(checkpoints_root or CHECKPOINTS_DIR) / c.profile \
-        / model_name.replace("/", "__") / c.task
+    task_dir = task_checkpoints(c.profile, model_name, c.task, checkpoints_root)
     where = choice_dir(task_dir, options, keep, t_result["config_hash"], train_cfg.to_dict(),
                        p.train_examples)
     saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .glue import TASKS, default_glue_dir, get_task, load_glue, local_tasks, subsample
 from .locator import uniform_counts
+from .results import atomic_file
 from .train import make_loader, seed_everything, to_device
 
 
@@ -196,11 +195,8 @@ def smp(pretrained, model_name: str, task: str, train_data, tokenizer, keep: int
         sentences = meta_sentences(task, tokenizer, config.sentences, glue_dir,
                                    config.max_length, config.seed)
         scorer, log = train_scorer(pretrained, sentences, tokenizer, counts, config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)  # a file of this process's own: two runs saving at once never mix
-        torch.save(scorer.state_dict(), tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            torch.save(scorer.state_dict(), tmp)
     data = subsample(train_data, config.apply_examples, config.seed)
     mask = smp_mask(scorer.eval(), pretrained, data, tokenizer, counts)
     thin = log[:: max(1, len(log) // 50)] if log else None

@@ -33,10 +33,14 @@ def teacher_config(task: str, profile: str, lr: float, seed: int = 0, model: str
             "eval_examples": p.eval_examples}
 
 
+def task_checkpoints(profile: str, model: str, task: str, root=None) -> Path:
+    """checkpoints/<profile>/<model>/<task>/: every checkpoint and head choice of a task."""
+    return Path(root or CHECKPOINTS_DIR) / profile / model.replace("/", "__") / task
+
+
 def checkpoint_dir(config: dict, root=None) -> Path:
-    root = Path(root or CHECKPOINTS_DIR)
-    model = config["model"].replace("/", "__")
-    return root / config["profile"] / model / config["task"] / f"dense-{config_hash(config)}"
+    return task_checkpoints(config["profile"], config["model"], config["task"], root) \
+        / f"dense-{config_hash(config)}"
 
 
 def _variant(lr: float) -> str:
