@@ -116,10 +116,60 @@ def write_tables(profile: str, out_dir, results_root=None) -> list[Path]:
 
 
 def comparison_table(profile: str, results_root=None) -> str:
+    """The comparison as Markdown; a cell averaged over several seeds shows
+    `mean ± standard deviation (n seeds)`."""
     table = comparison_frame(profile, results_root=results_root)
     if table.empty:
         return f"_No results for profile `{profile}` yet._\n"
-    return frame_to_markdown(table)
+    spread = {(g["task"], f"{g['method']} ({g['distill']})"): g for g in _seed_groups(profile, results_root)
+              if g["variant"] == "default" and abs(g["target_sparsity"] - 0.58) < 0.01}
+    cells = table.astype(object)
+    for (task, column), g in spread.items():
+        if task in cells.index and column in cells.columns:
+            cells.loc[task, column] = f"{g['mean']:.2f} ± {g['std']:.2f} ({len(g['scores'])})"
+    return frame_to_markdown(cells)
+
+
+def _seed_groups(profile: str, results_root=None) -> list[dict]:
+    """Pruning runs that differ only in their seed, for the groups with more than one seed:
+    each seed's score, the mean and the sample standard deviation."""
+    import statistics
+    groups: dict[tuple, dict] = {}
+    for r in load_results(results_root, profile=profile):
+        if r["method"] == "dense":
+            continue
+        key = (r["task"], r["model"], r["target_sparsity"], r["method"], r["distill"], r["variant"])
+        groups.setdefault(key, {})[r["seed"]] = r
+    out = []
+    for (task, model, target, method, distill, variant), by_seed in sorted(groups.items()):
+        if len(by_seed) < 2:
+            continue
+        scores = {seed: by_seed[seed]["score"] for seed in sorted(by_seed)}
+        first = by_seed[min(by_seed)]
+        out.append({"task": task, "model": model, "target_sparsity": target, "method": method,
+                    "distill": distill, "variant": variant, "metric": first["metric"],
+                    "teacher_score": first["teacher_score"], "scores": scores,
+                    "mean": statistics.mean(scores.values()),
+                    "std": statistics.stdev(scores.values())})
+    return out
+
+
+def seeds_table(profile: str, results_root=None) -> str:
+    """Markdown: every pruning configuration run with more than one seed, each seed's score,
+    the mean and the sample standard deviation."""
+    groups = _seed_groups(profile, results_root)
+    if not groups:
+        return f"_No configuration of profile `{profile}` has run with more than one seed yet._\n"
+    head = ["task", "model", "metric", "heads removed", "method", "distill", "variant", "teacher",
+            "score per seed", "mean", "std", "Δ teacher (mean)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        per_seed = ", ".join(f"{seed}: {score:.2f}" for seed, score in g["scores"].items())
+        lines.append("| " + " | ".join([
+            g["task"], g["model"], g["metric"], f"{g['target_sparsity']:.0%}", g["method"],
+            g["distill"], g["variant"], _fmt(g["teacher_score"]), per_seed,
+            f"**{g['mean']:.2f}**", f"{g['std']:.2f}", f"{g['mean'] - g['teacher_score']:+.2f}"]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def locator_probe_table(profile: str, results_root=None) -> str:
@@ -143,7 +193,8 @@ def locator_probe_table(profile: str, results_root=None) -> str:
 
 
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
-          "comparison": comparison_table, "locator-probe": locator_probe_table}
+          "comparison": comparison_table, "seeds": seeds_table,
+          "locator-probe": locator_probe_table}
 
 
 def benchmark_table(results_root=None) -> str:
