@@ -5,13 +5,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from peerprune.locator import top_mask, uniform_counts
-from peerprune.prune import PruneConfig, ablation, run_pruning
+from peerprune.prune import PruneConfig, ablation, identity, run_pruning
 from peerprune.teacher import train_teacher
 
 CLI = [sys.executable, "-m", "peerprune", "prune", "--profile", "smoke", "--task", "rte",
@@ -87,6 +87,14 @@ def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path,
     assert again["options"]["lr_lambda"] == base.lr_lambda  # the stored record, not a new run
     apd = run_pruning(ablation(other_rate, "default"))
     assert apd["options"]["lr_lambda"] == base.lr_lambda + 1 and not apd["choice"]["reused"]
+    # the peer loss weight (added after results were committed) leaves the identity of the
+    # runs that do not set it unchanged, reuses the choice, and changes the fine-tuning
+    assert "peer_beta" not in identity(asdict(base.resolved()))
+    default = run_pruning(ablation(base, "default"))
+    light = run_pruning(ablation(base, "peer-weight-0.1"))
+    assert light["choice"]["reused"] and light["kept_heads"] == default["kept_heads"]
+    assert light["options"]["peer_beta"] == 0.1 and light["config_hash"] != default["config_hash"]
+    assert light["history"][0]["train_loss"] < default["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize("args,message", [
