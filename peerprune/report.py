@@ -115,14 +115,15 @@ def write_tables(profile: str, out_dir, results_root=None) -> list[Path]:
     return paths
 
 
-def comparison_table(profile: str, results_root=None) -> str:
+def comparison_table(profile: str, results_root=None, target: float = 0.58) -> str:
     """The comparison as Markdown; a cell averaged over several seeds shows
     `mean ± standard deviation (n seeds)`."""
-    table = comparison_frame(profile, results_root=results_root)
+    table = comparison_frame(profile, target, results_root)
     if table.empty:
         return f"_No results for profile `{profile}` yet._\n"
-    spread = {(g["task"], f"{g['method']} ({g['distill']})"): g for g in _seed_groups(profile, results_root)
-              if g["variant"] == "default" and abs(g["target_sparsity"] - 0.58) < 0.01}
+    spread = {(g["task"], f"{g['method']} ({g['distill']})"): g
+              for g in _seed_groups(profile, results_root)
+              if g["variant"] == "default" and abs(g["target_sparsity"] - target) < 0.01}
     cells = table.astype(object)
     for (task, column), g in spread.items():
         if task in cells.index and column in cells.columns:
