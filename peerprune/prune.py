@@ -159,12 +159,13 @@ def ablation(config: PruneConfig, name: str) -> PruneConfig:
 
 def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
     """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ beta*peer loss)."""
+    beta = c.beta if c.peer_beta is None else c.peer_beta
+    peer = c.distill == "peer" and beta > 0
+
     def loss_fn(model, batch):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         if c.distill == "none":
             return model(**batch).loss
-        beta = c.beta if c.peer_beta is None else c.peer_beta
-        peer = c.distill == "peer" and beta > 0
         with torch.no_grad(), Capture(teacher) as t_cap:
             t_out = teacher(**inputs)
         with Capture(model) as s_cap:
@@ -173,7 +174,7 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
         if peer:
             tokens = batch["attention_mask"].bool()
             loss = loss + beta * peer_loss(s_cap, t_cap, model, teacher, groups, tokens, d_h,
-                                             joint=c.peer_loss == "joint")
+                                           joint=c.peer_loss == "joint")
         return loss
     return loss_fn
 

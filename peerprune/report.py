@@ -42,17 +42,14 @@ def dense_teacher_table(profile: str, results_root=None) -> str:
 
 def pruning_table(profile: str, results_root=None) -> str:
     """Markdown: every pruning run (mean over seeds) against its task's dense teacher."""
-    runs = [r for r in load_results(results_root, profile=profile) if r["method"] != "dense"]
-    if not runs:
+    groups = _configurations(profile, results_root)
+    if not groups:
         return f"_No pruning results for profile `{profile}` yet._\n"
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        key = (r["task"], r["model"], r["target_sparsity"], r["method"], r["distill"], r["variant"])
-        groups.setdefault(key, []).append(r)
     head = ["task", "model", "metric", "heads removed", "method", "distill", "variant", "seeds",
             "teacher", "score", "Δ teacher", "heads per layer", "params (M)", "wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (task, model, target, method, distill, variant), rs in sorted(groups.items()):
+    for (task, model, target, method, distill, variant), by_seed in sorted(groups.items()):
+        rs = list(by_seed.values())
         mean = sum(r["score"] for r in rs) / len(rs)
         teacher = rs[0]["teacher_score"]
         row = [task, model, rs[0]["metric"], f"{rs[0]['sparsity']:.1%}", method, distill, variant,
@@ -131,18 +128,25 @@ def comparison_table(profile: str, results_root=None, target: float = 0.58) -> s
     return frame_to_markdown(cells)
 
 
-def _seed_groups(profile: str, results_root=None) -> list[dict]:
-    """Pruning runs that differ only in their seed, for the groups with more than one seed:
-    each seed's score, the mean and the sample standard deviation."""
-    import statistics
-    groups: dict[tuple, dict] = {}
+def _configurations(profile: str, results_root=None) -> dict[tuple, dict[int, dict]]:
+    """The pruning runs of a profile by configuration, (task, model, target sparsity, method,
+    distill, variant), each a {seed: result} of the runs that differ only in their seed."""
+    groups: dict[tuple, dict[int, dict]] = {}
     for r in load_results(results_root, profile=profile):
-        if r["method"] == "dense":
-            continue
-        key = (r["task"], r["model"], r["target_sparsity"], r["method"], r["distill"], r["variant"])
-        groups.setdefault(key, {})[r["seed"]] = r
+        if r["method"] != "dense":
+            key = (r["task"], r["model"], r["target_sparsity"], r["method"], r["distill"],
+                   r["variant"])
+            groups.setdefault(key, {})[r["seed"]] = r
+    return groups
+
+
+def _seed_groups(profile: str, results_root=None) -> list[dict]:
+    """The configurations run with more than one seed: each seed's score, the mean and the
+    sample standard deviation."""
+    import statistics
     out = []
-    for (task, model, target, method, distill, variant), by_seed in sorted(groups.items()):
+    for (task, model, target, method, distill, variant), by_seed in sorted(
+            _configurations(profile, results_root).items()):
         if len(by_seed) < 2:
             continue
         scores = {seed: by_seed[seed]["score"] for seed in sorted(by_seed)}
@@ -169,7 +173,8 @@ def seeds_table(profile: str, results_root=None) -> str:
         lines.append("| " + " | ".join([
             g["task"], g["model"], g["metric"], f"{g['target_sparsity']:.0%}", g["method"],
             g["distill"], g["variant"], _fmt(g["teacher_score"]), per_seed,
-            f"**{g['mean']:.2f}**", f"{g['std']:.2f}", f"{g['mean'] - g['teacher_score']:+.2f}"]) + " |")
+            f"**{g['mean']:.2f}**", f"{g['std']:.2f}",
+            f"{g['mean'] - g['teacher_score']:+.2f}"]) + " |")
     return "\n".join(lines) + "\n"
 
 
