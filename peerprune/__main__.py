@@ -23,9 +23,10 @@ def _prune(args) -> None:
     from .prune import ablation, check_config, run_pruning
     p = get_profile(args.profile)
     # the profile's option overrides apply, as in the notebooks, so both share finished runs
-    configs = [ablation(p.prune_config(task, method=args.method, sparsity=sparsity, keep=args.keep,
+    configs = [ablation(p.prune_config(task, method=method, sparsity=sparsity, keep=args.keep,
                                        seed=seed, model=args.model, distill=distill), name)
-               for task in args.task or p.runnable_tasks() for sparsity in args.sparsity
+               for task in args.task or p.runnable_tasks() for method in args.method
+               for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for name in args.ablation]
     for c in configs:  # refuse a bad setting before any run starts
@@ -56,14 +57,15 @@ def main(argv=None) -> int:
     pr = sub.add_parser("prune", help="prune a task's teacher and fine-tune (one run per setting)")
     pr.add_argument("--profile", default="full", choices=list(PROFILES))
     pr.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
-    pr.add_argument("--method", default="apd")
+    pr.add_argument("--method", nargs="+", default=["apd"],
+                    help="methods, one run each: apd, random, hisp, l0, smp (default: apd)")
     pr.add_argument("--sparsity", nargs="+", type=float, default=[0.58],
                     help="shares of heads to remove, each in [0, 1)")
     pr.add_argument("--keep", type=int, help="heads to keep (overrides --sparsity)")
     pr.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
     pr.add_argument("--ablation", nargs="+", default=["default"],
                     help="variants of the method: default, no-merge, no-peer-loss, joint, "
-                         "uniform, init-locator")
+                         "uniform, init-locator, peer-weight-0.1")
     pr.add_argument("--distill", nargs="+",
                     help="fine-tuning losses, one run each: none, kd, peer (default: peer for "
                          "apd, none for the baselines)")

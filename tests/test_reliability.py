@@ -148,9 +148,23 @@ def test_cli_runs_with_the_profiles_options_like_the_notebooks(shared_glue, tmp_
     one is reused by the other (the smoke profile overrides smp_steps and max_steps)."""
     env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "peerprune", "prune", "--profile", "smoke", "--task",
-                    "rte", "--method", "random", "--sparsity", "0.5"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
+                    "rte", "--method", "random", "hisp", "--sparsity", "0.5"], cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
     from peerprune.profiles import get_profile
-    r = json.loads(next((tmp_path / "results").rglob("random-*.json")).read_text())
-    assert r["options"]["smp_steps"] == 3 and r["options"]["max_steps"] == 8
-    assert r["options"] == {**r["options"], **get_profile("smoke").prune_options}
+    runs = [p for p in sorted((tmp_path / "results").rglob("*.json"))
+            if not p.name.startswith("dense")]
+    assert [p.name.split("-")[0] for p in runs] == ["hisp", "random"], "one run per method"
+    for path in runs:
+        r = json.loads(path.read_text())
+        assert r["options"]["smp_steps"] == 3 and r["options"]["max_steps"] == 8
+        assert r["options"] == {**r["options"], **get_profile("smoke").prune_options}
+
+
+def test_cli_help_names_every_method_and_ablation():
+    from peerprune.prune import ABLATIONS, METHODS
+    p = subprocess.run([sys.executable, "-m", "peerprune", "prune", "--help"],
+                       env={**os.environ, "COLUMNS": "1000"},  # argparse wraps at hyphens
+                       capture_output=True, text=True, check=True)
+    text = p.stdout
+    for name in [*METHODS, *ABLATIONS]:
+        assert name in text, f"`prune --help` does not name {name!r}"
