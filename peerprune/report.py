@@ -178,6 +178,68 @@ def seeds_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_rows(profile: str, results_root=None) -> list[dict]:
+    """The sparsity sweep: for every task run at more than one target sparsity, one row per
+    target sparsity with the dense teacher and each (method, distill) of the default variant,
+    averaged over seeds (`{column: (mean, n seeds)}`)."""
+    groups = _configurations(profile, results_root)
+    by_task: dict[str, dict[float, dict]] = {}
+    for (task, model, target, method, distill, variant), by_seed in groups.items():
+        if variant != "default":
+            continue
+        rs = list(by_seed.values())
+        row = by_task.setdefault(task, {}).setdefault(target, {
+            "task": task, "metric": rs[0]["metric"], "target_sparsity": target,
+            "heads_kept": sum(rs[0]["heads_per_layer"]), "teacher": rs[0]["teacher_score"],
+            "scores": {}})
+        row["scores"][f"{method} ({distill})"] = (sum(r["score"] for r in rs) / len(rs), len(rs))
+    return [row for task in sorted(by_task) if len(by_task[task]) > 1
+            for _, row in sorted(by_task[task].items())]
+
+
+def lossless_share(rows: list[dict], column: str = "apd (peer)", tolerance: float = 0.5):
+    """Per task, the highest share of heads removed up to which `column` stays within
+    `tolerance` points of its teacher at every sparsity run below it (a score above the
+    teacher counts as within). None when it falls short already at the lowest sparsity run."""
+    out: dict[str, float | None] = {}
+    for task in sorted({r["task"] for r in rows if column in r["scores"]}):
+        out[task] = None
+        for r in sorted((r for r in rows if r["task"] == task and column in r["scores"]),
+                        key=lambda r: r["target_sparsity"]):
+            if r["scores"][column][0] < r["teacher"] - tolerance:
+                break
+            out[task] = r["target_sparsity"]
+    return out
+
+
+def sweep_table(profile: str, results_root=None, column: str = "apd (peer)",
+                tolerance: float = 0.5) -> str:
+    """Markdown: score against heads removed for every method on the sweep's tasks, then, per
+    task, how far `column` goes within `tolerance` points of its teacher."""
+    rows = sweep_rows(profile, results_root)
+    if not rows:
+        return f"_No task of profile `{profile}` has run at more than one sparsity yet._\n"
+    columns = sorted({c for r in rows for c in r["scores"]})
+    head = ["task", "metric", "heads removed", "heads kept", "dense"] + columns
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = []
+        for c in columns:
+            mean, n = r["scores"].get(c, (None, 0))
+            cells.append("" if mean is None else f"{mean:.2f}" + (f" ({n})" if n > 1 else ""))
+        lines.append("| " + " | ".join([r["task"], r["metric"], f"{r['target_sparsity']:.0%}",
+                                         str(r["heads_kept"]), _fmt(r["teacher"])] + cells) + " |")
+    lines.append("")
+    for task, share in lossless_share(rows, column, tolerance).items():
+        run = [f"{r['target_sparsity']:.0%}" for r in rows
+               if r["task"] == task and column in r["scores"]]
+        reach = (f"up to **{share:.0%}** of heads removed" if share is not None
+                 else "at none of them")
+        lines.append(f"- {task}: `{column}` stays within {tolerance:g} points of the teacher "
+                     f"{reach} (sparsities run: {', '.join(run)}).")
+    return "\n".join(lines) + "\n"
+
+
 def locator_probe_table(profile: str, results_root=None) -> str:
     """Markdown of results/<profile>/locator_probe/*.json (benchmarks/locator_probe.py): per
     task and multiplier rate, how E followed the budget and what the mask is worth."""
@@ -199,7 +261,7 @@ def locator_probe_table(profile: str, results_root=None) -> str:
 
 
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
-          "comparison": comparison_table, "seeds": seeds_table,
+          "comparison": comparison_table, "seeds": seeds_table, "sweep": sweep_table,
           "locator-probe": locator_probe_table}
 
 

@@ -2,7 +2,8 @@
 import statistics
 
 from peerprune.prune import PruneConfig, run_pruning
-from peerprune.report import comparison_table, pruning_table, seeds_table
+from peerprune.report import (comparison_table, lossless_share, pruning_table, seeds_table,
+                              sweep_rows, sweep_table)
 from peerprune.teacher import train_teacher
 
 
@@ -27,3 +28,38 @@ def test_seeds_are_averaged_and_their_spread_shown(shared_glue, tmp_results):
     assert f"{mean:.2f} ± {std:.2f} (3)" in comparison
     assert f"| {single['score']:.2f} |" in comparison  # one seed: the plain score
     assert f"**{mean:.2f}**" in pruning_table("smoke", tmp_results / "results")
+
+
+def _row(task, target, teacher, score):
+    return {"task": task, "target_sparsity": target, "teacher": teacher,
+            "scores": {"apd (peer)": (score, 1)}}
+
+
+def test_lossless_share_stops_at_the_first_sparsity_that_falls_short():
+    rows = [_row("a", 0.25, 80.0, 80.2), _row("a", 0.5, 80.0, 79.5),  # above, exactly 0.5 below
+            _row("a", 0.75, 80.0, 79.4), _row("a", 0.92, 80.0, 80.0),  # short, then within again
+            _row("b", 0.25, 50.0, 49.0), _row("c", 0.5, 10.0, 12.0),
+            {"task": "d", "target_sparsity": 0.5, "teacher": 1.0, "scores": {"random (kd)": (1.0, 1)}}]
+    assert lossless_share(rows) == {"a": 0.5, "b": None, "c": 0.5}
+    assert lossless_share(rows, tolerance=1.0) == {"a": 0.92, "b": 0.25, "c": 0.5}
+
+
+def test_sweep_table_has_a_row_per_sparsity_and_every_method(shared_glue, tmp_results):
+    train_teacher("rte", "smoke", lr=1e-3)
+    runs = {(m, s): run_pruning(PruneConfig(task="rte", method=m, profile="smoke", sparsity=s))
+            for m in ("random", "hisp") for s in (0.5, 0.75)}
+    run_pruning(PruneConfig(task="rte", method="random", profile="smoke", sparsity=0.5,
+                            variant="other"))  # not a default variant: left out
+    rows = sweep_rows("smoke", tmp_results / "results")
+    assert [(r["task"], r["target_sparsity"]) for r in rows] == [("rte", 0.5), ("rte", 0.75)]
+    for r in rows:
+        assert r["heads_kept"] == round(8 * (1 - r["target_sparsity"]))  # 2 layers x 4 heads
+        assert r["scores"] == {f"{m} (none)": (runs[(m, r["target_sparsity"])]["score"], 1)
+                               for m in ("random", "hisp")}
+    table = sweep_table("smoke", tmp_results / "results", column="hisp (none)").splitlines()
+    assert table[0] == "| task | metric | heads removed | heads kept | dense | hisp (none) | random (none) |"
+    assert table[3].startswith(f"| rte | accuracy | 75% | 2 | {rows[1]['teacher']:.2f} | "
+                               f"{runs[('hisp', 0.75)]['score']:.2f} |")
+    share = lossless_share(rows, "hisp (none)")["rte"]
+    assert table[-1].startswith("- rte: `hisp (none)` stays within 0.5 points of the teacher "
+                                + ("at none of them" if share is None else f"up to **{share:.0%}**"))
