@@ -10,6 +10,7 @@ one results JSON. A finished run with the same configuration is reused, not reru
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -54,6 +55,8 @@ class PruneConfig:
     tau: float = 2.0  # KD temperature
     beta: float = 1.0  # peer (and locator layer) loss weight
     peer_beta: float | None = None  # peer loss weight of the final fine-tuning; default: beta
+    # constant: that weight throughout; linear: it decays linearly to 0 over the fine-tuning
+    peer_schedule: str = "constant"
     locator_epochs: int = 1
     lr_gates: float = 0.3
     init_log_alpha: float = 3.0
@@ -100,14 +103,14 @@ class PruneConfig:
 # head choice) leaves out the other methods' options, so changing one method's default does
 # not make the other methods' finished runs look stale.
 METHOD_OPTIONS = {"apd": ("lr_lambda", "allocation", "merge", "peer_loss", "init", "rho",
-                          "peer_beta"),
+                          "peer_beta", "peer_schedule"),
                   "hisp": ("hisp_step",), "l0": ("l0_start",),
                   "smp": ("smp_steps", "smp_sentences")}
 
 
 # Options added after results were committed, with their default: left out of a run's
 # identity while at that default, so that the runs made before they existed keep their hash.
-LATER_OPTIONS = {"peer_beta": None}
+LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant"}
 
 
 def identity(options: dict) -> dict:
@@ -124,7 +127,7 @@ def check_config(c: PruneConfig) -> None:
     get_profile(c.profile)
     choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
                "merge": peers.MERGES, "peer_loss": ("per_head", "joint"),
-               "init": ("teacher", "locator")}
+               "init": ("teacher", "locator"), "peer_schedule": ("constant", "linear")}
     for name, valid in choices.items():
         if getattr(c, name) not in valid:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
@@ -148,6 +151,8 @@ ABLATIONS = {
     # the peer loss sums K* normalised errors (about 8 at the start on MRPC against a CE
     # near 0.6), so at beta 1 it dominates the fine-tuning; this weighs it 10 times less
     "peer-weight-0.1": {"peer_beta": 0.1},
+    # the peer loss guides the start of the fine-tuning and hands over to CE + KD at the end
+    "peer-anneal": {"peer_schedule": "linear"},
 }
 
 
@@ -157,12 +162,23 @@ def ablation(config: PruneConfig, name: str) -> PruneConfig:
     return replace(config, variant=name, **ABLATIONS[name])
 
 
-def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
-    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ beta*peer loss)."""
+def peer_weight(c: PruneConfig, step: int, total_steps: int) -> float:
+    """The peer loss's weight at training step `step` (0-based) of `total_steps`."""
     beta = c.beta if c.peer_beta is None else c.peer_beta
-    peer = c.distill == "peer" and beta > 0
+    if c.peer_schedule == "linear":
+        return beta * max(0.0, 1.0 - step / max(1, total_steps))
+    return beta
+
+
+def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0,
+                      total_steps: int = 1):
+    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ weight*peer loss), the
+    weight following `peer_weight` over the `total_steps` training calls."""
+    peer = c.distill == "peer" and peer_weight(c, 0, total_steps) > 0
+    step = 0
 
     def loss_fn(model, batch):
+        nonlocal step
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         if c.distill == "none":
             return model(**batch).loss
@@ -173,8 +189,9 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0):
         loss = s_out.loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
         if peer:
             tokens = batch["attention_mask"].bool()
-            loss = loss + beta * peer_loss(s_cap, t_cap, model, teacher, groups, tokens, d_h,
-                                           joint=c.peer_loss == "joint")
+            loss = loss + peer_weight(c, step, total_steps) * peer_loss(
+                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint")
+        step += model.training
         return loss
     return loss_fn
 
@@ -302,7 +319,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     # fine-tuning with the chosen distillation
     t0 = time.perf_counter()
     groups = peers.peer_groups(assignment, mask)
-    loss_fn = distillation_loss(teacher, c, groups, head_dim(teacher))
+    steps = math.ceil(len(train) / train_cfg.batch_size) * train_cfg.epochs
+    loss_fn = distillation_loss(teacher, c, groups, head_dim(teacher), steps)
     history = fine_tune(student, c.task, train, evals[next(iter(evals))], tokenizer, train_cfg,
                         loss_fn=loss_fn, desc=f"{c.method} {c.task} {c.variant}")
     timings["fine_tune_s"] = time.perf_counter() - t0

@@ -169,3 +169,36 @@ def test_entry_point_end_to_end(shared_glue, tmp_results):
         run_pruning(PruneConfig(task="rte", profile="smoke", sparsity=1.0))
     with pytest.raises(ValueError, match="unknown merge 'avg'"):
         run_pruning(PruneConfig(task="rte", profile="smoke", merge="avg"))
+
+
+
+def test_annealed_peer_weight_decays_to_zero_and_counts_training_steps_only(data):
+    from dataclasses import replace
+    from peerprune.prune import PruneConfig, ablation, distillation_loss, peer_weight
+    base = PruneConfig(task="rte", profile="smoke").resolved()
+    anneal = ablation(base, "peer-anneal")
+    assert [peer_weight(base, s, 4) for s in range(5)] == [1.0] * 5
+    assert [peer_weight(anneal, s, 4) for s in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert peer_weight(replace(anneal, peer_beta=0.1), 2, 4) == pytest.approx(0.05)
+    # the loss is CE + KD + weight * peer loss, the weight advancing on training calls only
+    tok, train, _ = data
+    teacher, student = load_model("tiny", seed=2), load_model("tiny", seed=3)
+    for m in (*teacher.modules(), *student.modules()):
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0  # the same batch gives the same loss in train and eval mode
+    batch = next(iter(make_loader(train, tok, 8, False)))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    groups = peers.peer_groups([{}, {}], torch.ones(2, 4))
+    with torch.no_grad(), Capture(teacher) as t, Capture(student) as s:
+        teacher(**inputs)
+        student(**inputs)
+        peer = float(peer_loss(s, t, student, teacher, groups, inputs["attention_mask"].bool(), 8))
+        ce_kd = float(distillation_loss(teacher, replace(base, distill="kd"))(student, batch))
+    assert peer > 0
+    loss_fn = distillation_loss(teacher, anneal, groups, 8, total_steps=4)
+    seen = []
+    for training in (True, False, True, True):
+        student.train(training)
+        with torch.no_grad():
+            seen.append(float(loss_fn(student, batch)))
+    assert seen == pytest.approx([ce_kd + w * peer for w in (1.0, 0.75, 0.75, 0.5)], rel=1e-5)

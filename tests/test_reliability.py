@@ -95,6 +95,12 @@ def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path,
     assert light["choice"]["reused"] and light["kept_heads"] == default["kept_heads"]
     assert light["options"]["peer_beta"] == 0.1 and light["config_hash"] != default["config_hash"]
     assert light["history"][0]["train_loss"] < default["history"][0]["train_loss"]
+    # likewise the annealed peer loss (weight 1 decaying to 0 over the fine-tuning)
+    assert "peer_schedule" not in identity(asdict(base.resolved()))
+    anneal = run_pruning(ablation(base, "peer-anneal"))
+    assert anneal["choice"]["reused"] and anneal["kept_heads"] == default["kept_heads"]
+    assert anneal["options"]["peer_schedule"] == "linear"
+    assert anneal["history"][0]["train_loss"] < default["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize("args,message", [
