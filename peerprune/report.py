@@ -231,12 +231,13 @@ def sweep_table(profile: str, results_root=None, column: str = "apd (peer)",
                                          str(r["heads_kept"]), _fmt(r["teacher"])] + cells) + " |")
     lines.append("")
     for task, share in lossless_share(rows, column, tolerance).items():
-        run = [f"{r['target_sparsity']:.0%}" for r in rows
-               if r["task"] == task and column in r["scores"]]
-        reach = (f"up to **{share:.0%}** of heads removed" if share is not None
-                 else "at none of them")
-        lines.append(f"- {task}: `{column}` stays within {tolerance:g} points of the teacher "
-                     f"{reach} (sparsities run: {', '.join(run)}).")
+        runs = [r for r in rows if r["task"] == task and column in r["scores"]]
+        within = [f"{r['target_sparsity']:.0%}" for r in runs
+                  if r["scores"][column][0] >= r["teacher"] - tolerance]
+        run = [f"{r['target_sparsity']:.0%}" for r in runs]
+        lines.append(f"- {task}: `{column}` is within {tolerance:g} points of the teacher at "
+                     f"{', '.join(within) or 'none'} (of {', '.join(run)}); at every sparsity "
+                     f"up to: {'none' if share is None else f'**{share:.0%}**'}.")
     return "\n".join(lines) + "\n"
 
 
