@@ -197,16 +197,23 @@ def sweep_rows(profile: str, results_root=None) -> list[dict]:
             for _, row in sorted(by_task[task].items())]
 
 
+def _sweep_points(rows: list[dict], task: str, column: str, tolerance: float):
+    """The task's rows that have `column`, by sparsity, each with whether its score is within
+    `tolerance` points of the teacher (a score above the teacher counts as within)."""
+    runs = sorted((r for r in rows if r["task"] == task and column in r["scores"]),
+                  key=lambda r: r["target_sparsity"])
+    return [(r, r["scores"][column][0] >= r["teacher"] - tolerance) for r in runs]
+
+
 def lossless_share(rows: list[dict], column: str = "apd (peer)", tolerance: float = 0.5):
     """Per task, the highest share of heads removed up to which `column` stays within
-    `tolerance` points of its teacher at every sparsity run below it (a score above the
-    teacher counts as within). None when it falls short already at the lowest sparsity run."""
+    `tolerance` points of its teacher at every sparsity run below it. None when it falls
+    short already at the lowest sparsity run."""
     out: dict[str, float | None] = {}
     for task in sorted({r["task"] for r in rows if column in r["scores"]}):
         out[task] = None
-        for r in sorted((r for r in rows if r["task"] == task and column in r["scores"]),
-                        key=lambda r: r["target_sparsity"]):
-            if r["scores"][column][0] < r["teacher"] - tolerance:
+        for r, within in _sweep_points(rows, task, column, tolerance):
+            if not within:
                 break
             out[task] = r["target_sparsity"]
     return out
@@ -231,10 +238,9 @@ def sweep_table(profile: str, results_root=None, column: str = "apd (peer)",
                                          str(r["heads_kept"]), _fmt(r["teacher"])] + cells) + " |")
     lines.append("")
     for task, share in lossless_share(rows, column, tolerance).items():
-        runs = [r for r in rows if r["task"] == task and column in r["scores"]]
-        within = [f"{r['target_sparsity']:.0%}" for r in runs
-                  if r["scores"][column][0] >= r["teacher"] - tolerance]
-        run = [f"{r['target_sparsity']:.0%}" for r in runs]
+        points = _sweep_points(rows, task, column, tolerance)
+        within = [f"{r['target_sparsity']:.0%}" for r, ok in points if ok]
+        run = [f"{r['target_sparsity']:.0%}" for r, _ in points]
         lines.append(f"- {task}: `{column}` is within {tolerance:g} points of the teacher at "
                      f"{', '.join(within) or 'none'} (of {', '.join(run)}); at every sparsity "
                      f"up to: {'none' if share is None else f'**{share:.0%}**'}.")
