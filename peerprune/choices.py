@@ -23,7 +23,7 @@ from .results import atomic_write_text, config_hash, is_main_process
 
 # PruneConfig fields that act only after the mask is chosen
 AFTER_THE_CHOICE = ("distill", "merge", "peer_loss", "init", "variant", "epochs", "rho",
-                    "peer_beta", "peer_schedule")
+                    "peer_beta", "peer_schedule", "peer_heads")
 
 
 def choice_dir(root, prune_options: dict, keep: int, teacher_hash: str, train: dict,

@@ -37,12 +37,14 @@ def group_matrix(groups: dict[int, list[int]], n_heads: int) -> torch.Tensor:
 
 
 def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: int,
-              joint: bool = False) -> torch.Tensor:
+              joint: bool = False, absorbing_only: bool = False) -> torch.Tensor:
     """The peer term of L_PD, summed over layers.
 
     Per head (default): sum_r ||C^S_r - Target_r||^2 / ||Target_r||^2 with
     Target_r = C^T_r + sum of C^T_p over the pruned heads p assigned to r.
     Joint: per layer, sum_r C^S_r against sum_h C^T_h.
+    `absorbing_only` (per head only): the sum runs over the retained heads that were assigned
+    at least one pruned peer.
     `groups[l]` maps each retained head (original index) to [r, p, ...]; the student's
     heads are stored in ascending original order.
     """
@@ -62,5 +64,9 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
         a = group_matrix(layer_groups, c_t.shape[1]).to(c_t)
         target = torch.einsum("nhd,hr->nrd", c_t, a)
         err = ((c_s - target) ** 2).sum(dim=(0, 2))
-        total = total + (err / (target ** 2).sum(dim=(0, 2)).clamp_min(1e-12)).sum()
+        per_head = err / (target ** 2).sum(dim=(0, 2)).clamp_min(1e-12)
+        if absorbing_only:
+            absorbed = torch.tensor([len(m) > 1 for _, m in sorted(layer_groups.items())])
+            per_head = per_head[absorbed.to(per_head.device)]
+        total = total + per_head.sum()
     return total

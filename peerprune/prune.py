@@ -57,6 +57,9 @@ class PruneConfig:
     peer_beta: float | None = None  # peer loss weight of the final fine-tuning; default: beta
     # constant: that weight throughout; linear: it decays linearly to 0 over the fine-tuning
     peer_schedule: str = "constant"
+    # all: the peer loss on every kept head; absorbing: only on the kept heads that absorbed
+    # a pruned peer (the others are left to CE + KD)
+    peer_heads: str = "all"
     locator_epochs: int = 1
     lr_gates: float = 0.3
     init_log_alpha: float = 3.0
@@ -103,14 +106,14 @@ class PruneConfig:
 # head choice) leaves out the other methods' options, so changing one method's default does
 # not make the other methods' finished runs look stale.
 METHOD_OPTIONS = {"apd": ("lr_lambda", "allocation", "merge", "peer_loss", "init", "rho",
-                          "peer_beta", "peer_schedule"),
+                          "peer_beta", "peer_schedule", "peer_heads"),
                   "hisp": ("hisp_step",), "l0": ("l0_start",),
                   "smp": ("smp_steps", "smp_sentences")}
 
 
 # Options added after results were committed, with their default: left out of a run's
 # identity while at that default, so that the runs made before they existed keep their hash.
-LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant"}
+LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant", "peer_heads": "all"}
 
 
 def identity(options: dict) -> dict:
@@ -127,7 +130,8 @@ def check_config(c: PruneConfig) -> None:
     get_profile(c.profile)
     choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
                "merge": peers.MERGES, "peer_loss": ("per_head", "joint"),
-               "init": ("teacher", "locator"), "peer_schedule": ("constant", "linear")}
+               "init": ("teacher", "locator"), "peer_schedule": ("constant", "linear"),
+               "peer_heads": ("all", "absorbing")}
     for name, valid in choices.items():
         if getattr(c, name) not in valid:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
@@ -135,6 +139,9 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError(f"head sparsity must be in [0, 1), got {c.sparsity}")
     if c.keep is not None and c.keep < 1:
         raise ValueError(f"keep must be at least 1, got {c.keep}")
+    if c.peer_heads == "absorbing" and c.peer_loss == "joint":
+        raise ValueError("peer_heads 'absorbing' selects heads of the per-head peer loss; "
+                         "the joint loss has one term per layer (use peer_loss 'per_head')")
     if c.method != "apd" and (c.distill == "peer" or c.merge != "none"):
         raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
                          "peer distillation belongs to 'apd'")
@@ -153,6 +160,9 @@ ABLATIONS = {
     "peer-weight-0.1": {"peer_beta": 0.1},
     # the peer loss guides the start of the fine-tuning and hands over to CE + KD at the end
     "peer-anneal": {"peer_schedule": "linear"},
+    # a kept head with no pruned peer is held to its own teacher contribution by the peer
+    # loss, which the task may not need; this leaves those heads to CE + KD
+    "peer-absorbing": {"peer_heads": "absorbing"},
 }
 
 
@@ -190,7 +200,8 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0,
         if peer:
             tokens = batch["attention_mask"].bool()
             loss = loss + peer_weight(c, step, total_steps) * peer_loss(
-                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint")
+                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint",
+                absorbing_only=c.peer_heads == "absorbing")
         step += model.training
         return loss
     return loss_fn

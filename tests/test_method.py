@@ -118,6 +118,47 @@ def test_peer_loss_zero_at_target_and_positive_otherwise(data):
     assert float(peer_loss(s, t, merged, teacher, groups, tokens, 8)) > 0
 
 
+def test_absorbing_only_peer_loss_ignores_heads_without_a_pruned_peer(data):
+    tok, train, _ = data
+    teacher = load_model("tiny", seed=2)
+    batch = next(iter(make_loader(train, tok, 8, False)))
+    batch.pop("labels")
+    tokens = batch["attention_mask"].bool()
+    mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 1, 0]])
+    groups = peers.peer_groups([{}, {3: 0}], mask)  # only head 0 of layer 1 absorbs a peer
+    student = copy.deepcopy(teacher)
+    heads.prune(student, mask)
+
+    def losses(model):
+        with torch.no_grad(), Capture(teacher) as t, Capture(model) as s:
+            teacher(**batch)
+            model(**batch)
+        return [float(peer_loss(s, t, model, teacher, groups, tokens, 8, absorbing_only=a))
+                for a in (False, True)]
+
+    every, absorbing = losses(student)
+    assert absorbing > 1e-4  # head 0 misses its peer's contribution
+    assert every == pytest.approx(absorbing, rel=1e-5)  # the other heads are on target
+    with torch.no_grad():  # move a head that absorbed nothing (layer 0, head 2) off target
+        heads.attention(student, 0).output.dense.weight[:, 16:24].mul_(1.5)
+    every2, absorbing2 = losses(student)
+    assert every2 > every + 1e-4
+    # layer 1's inputs moved with layer 0, so head 0's term changed; it is the whole loss:
+    # ||C^S_0 - (C^T_0 + C^T_3)||^2 / ||C^T_0 + C^T_3||^2 over the tokens, computed here
+    with torch.no_grad(), Capture(teacher) as t, Capture(student) as s:
+        teacher(**batch)
+        student(**batch)
+    w_s = heads.attention(student, 1).output.dense.weight
+    w_t = heads.attention(teacher, 1).output.dense.weight
+    c_s0 = s.context[1][..., 0:8] @ w_s[:, 0:8].T
+    target = t.context[1][..., 0:8] @ w_t[:, 0:8].T + t.context[1][..., 24:32] @ w_t[:, 24:32].T
+    expected = ((c_s0 - target)[tokens] ** 2).sum() / (target[tokens] ** 2).sum()
+    assert absorbing2 == pytest.approx(float(expected), rel=1e-4)
+    from peerprune.prune import PruneConfig, check_config
+    with pytest.raises(ValueError, match="peer_heads 'absorbing'"):
+        check_config(PruneConfig(task="rte", peer_heads="absorbing", peer_loss="joint").resolved())
+
+
 def test_locator_keeps_exactly_the_budget_and_lambda_tracks_violation(data):
     tok, train, _ = data
     teacher = load_model("tiny", seed=3)

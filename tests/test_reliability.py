@@ -101,6 +101,12 @@ def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path,
     assert anneal["choice"]["reused"] and anneal["kept_heads"] == default["kept_heads"]
     assert anneal["options"]["peer_schedule"] == "linear"
     assert anneal["history"][0]["train_loss"] < default["history"][0]["train_loss"]
+    # and the peer loss on the heads that absorbed a pruned peer only
+    assert "peer_heads" not in identity(asdict(base.resolved()))
+    absorbing = run_pruning(ablation(base, "peer-absorbing"))
+    assert absorbing["choice"]["reused"] and absorbing["kept_heads"] == default["kept_heads"]
+    assert absorbing["options"]["peer_heads"] == "absorbing"
+    assert absorbing["history"][0]["train_loss"] < default["history"][0]["train_loss"]
 
 
 @pytest.mark.parametrize("args,message", [
