@@ -178,6 +178,46 @@ def seeds_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ablation_table(profile: str, results_root=None, target: float = 0.58) -> str:
+    """Markdown: per task, the method's default and each of its ablations (`prune.ABLATIONS`,
+    at today's defaults) at one target sparsity; a cell averaged over seeds shows
+    `mean ± standard deviation (n seeds)`, and the default's first seed has a column of its
+    own, to compare with the ablations run on that seed only. Other variants (such as runs
+    relabelled after a default changed) are left to the table of every run."""
+    import statistics
+    from .prune import ABLATIONS
+    cells: dict[str, dict[str, list[float]]] = {}
+    meta: dict[str, tuple] = {}
+    for (task, model, t, method, distill, variant), by_seed in _configurations(
+            profile, results_root).items():
+        if method != "apd" or variant not in ABLATIONS or abs(t - target) >= 0.01:
+            continue
+        scores = [by_seed[seed]["score"] for seed in sorted(by_seed)]
+        cells.setdefault(task, {})[variant] = scores
+        first = next(iter(by_seed.values()))
+        meta[task] = (first["metric"], first["teacher_score"])
+    tasks = [task for task in sorted(cells) if set(cells[task]) - {"default"}]
+    if not tasks:
+        return f"_No ablation of the method for profile `{profile}` yet._\n"
+    variants = [v for v in ABLATIONS if any(v in cells[task] for task in tasks)]
+    head = ["task", "metric", "dense", "default, first seed", *variants]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task in tasks:
+        default = cells[task].get("default")
+        row = [task, meta[task][0], _fmt(meta[task][1]), _fmt(default[0] if default else None)]
+        for v in variants:
+            scores = cells[task].get(v)
+            if not scores:
+                row.append("")
+            elif len(scores) == 1:
+                row.append(_fmt(scores[0]))
+            else:
+                row.append(f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f} "
+                           f"({len(scores)})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def sweep_rows(profile: str, results_root=None) -> list[dict]:
     """The sparsity sweep: for every task run at more than one target sparsity, one row per
     target sparsity with the dense teacher and each (method, distill) of the default variant,
@@ -268,7 +308,8 @@ def locator_probe_table(profile: str, results_root=None) -> str:
 
 
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
-          "comparison": comparison_table, "seeds": seeds_table, "sweep": sweep_table,
+          "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
+          "sweep": sweep_table,
           "locator-probe": locator_probe_table}
 
 

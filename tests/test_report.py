@@ -1,9 +1,10 @@
 """Tables over seeds: real smoke runs that differ only in their seed."""
 import statistics
+from dataclasses import replace
 
 from peerprune.prune import PruneConfig, run_pruning
-from peerprune.report import (comparison_table, lossless_share, pruning_table, seeds_table,
-                              sweep_rows, sweep_table)
+from peerprune.report import (ablation_table, comparison_table, lossless_share, pruning_table,
+                              seeds_table, sweep_rows, sweep_table)
 from peerprune.teacher import train_teacher
 
 
@@ -28,6 +29,24 @@ def test_seeds_are_averaged_and_their_spread_shown(shared_glue, tmp_results):
     assert f"{mean:.2f} ± {std:.2f} (3)" in comparison
     assert f"| {single['score']:.2f} |" in comparison  # one seed: the plain score
     assert f"**{mean:.2f}**" in pruning_table("smoke", tmp_results / "results")
+
+
+def test_ablation_table_puts_each_variant_beside_the_default(shared_glue, tmp_results):
+    from peerprune.prune import ablation
+    train_teacher("rte", "smoke", lr=1e-3)
+    base = PruneConfig(task="rte", profile="smoke", sparsity=0.5)
+    default = [run_pruning(replace(base, seed=seed)) for seed in (1, 0)]
+    no_merge = run_pruning(ablation(base, "no-merge"))
+    run_pruning(ablation(replace(base, sparsity=0.75), "joint"))  # another sparsity: left out
+    run_pruning(replace(base, variant="old-default"))  # not an ablation: left out
+    table = ablation_table("smoke", tmp_results / "results", target=0.5).splitlines()
+    assert table[0] == "| task | metric | dense | default, first seed | default | no-merge |"
+    scores = [default[1]["score"], default[0]["score"]]  # seeds 0, 1
+    mean, std = statistics.mean(scores), statistics.stdev(scores)
+    assert table[2] == (f"| rte | accuracy | {default[0]['teacher_score']:.2f} | {scores[0]:.2f} | "
+                        f"{mean:.2f} ± {std:.2f} (2) | {no_merge['score']:.2f} |")
+    assert len(table) == 3
+    assert "No ablation" in ablation_table("smoke", tmp_results / "results", target=0.25)
 
 
 def _row(task, target, teacher, score):
