@@ -16,6 +16,15 @@ def _fmt(x, digits=2) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def _spread(scores) -> str:
+    """One seed: its score; several: `mean ± sample standard deviation (n seeds)`."""
+    import statistics
+    scores = list(scores)
+    if len(scores) == 1:
+        return _fmt(scores[0])
+    return f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f} ({len(scores)})"
+
+
 def dense_teacher_table(profile: str, results_root=None) -> str:
     """Markdown: per task and model, the dev score of each learning rate of the sweep,
     the selected teacher (best dev score) and its wall time."""
@@ -124,7 +133,7 @@ def comparison_table(profile: str, results_root=None, target: float = 0.58) -> s
     cells = table.astype(object)
     for (task, column), g in spread.items():
         if task in cells.index and column in cells.columns:
-            cells.loc[task, column] = f"{g['mean']:.2f} ± {g['std']:.2f} ({len(g['scores'])})"
+            cells.loc[task, column] = _spread(g["scores"].values())
     return frame_to_markdown(cells)
 
 
@@ -184,7 +193,6 @@ def ablation_table(profile: str, results_root=None, target: float = 0.58) -> str
     `mean ± standard deviation (n seeds)`, and the default's first seed has a column of its
     own, to compare with the ablations run on that seed only. Other variants (such as runs
     relabelled after a default changed) are left to the table of every run."""
-    import statistics
     from .prune import ABLATIONS
     cells: dict[str, dict[str, list[float]]] = {}
     meta: dict[str, tuple] = {}
@@ -205,15 +213,7 @@ def ablation_table(profile: str, results_root=None, target: float = 0.58) -> str
     for task in tasks:
         default = cells[task].get("default")
         row = [task, meta[task][0], _fmt(meta[task][1]), _fmt(default[0] if default else None)]
-        for v in variants:
-            scores = cells[task].get(v)
-            if not scores:
-                row.append("")
-            elif len(scores) == 1:
-                row.append(_fmt(scores[0]))
-            else:
-                row.append(f"{statistics.mean(scores):.2f} ± {statistics.stdev(scores):.2f} "
-                           f"({len(scores)})")
+        row += [_spread(cells[task][v]) if v in cells[task] else "" for v in variants]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -309,8 +309,7 @@ def locator_probe_table(profile: str, results_root=None) -> str:
 
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
-          "sweep": sweep_table,
-          "locator-probe": locator_probe_table}
+          "sweep": sweep_table, "locator-probe": locator_probe_table}
 
 
 def benchmark_table(results_root=None) -> str:
