@@ -86,12 +86,16 @@ def test_peer_merge_beats_plain_removal(data, stats):
         assert peers.reconstruction_error(st[0], weights[0], kept[0]) == pytest.approx(errors["merged"], rel=1e-3)
 
 
-def test_peer_loss_zero_at_target_and_positive_otherwise(data):
+def _teacher_and_batch(data):
+    """A tiny teacher, one batch of inputs (no labels) and its non-padding tokens."""
     tok, train, _ = data
-    teacher = load_model("tiny", seed=2)
     batch = next(iter(make_loader(train, tok, 8, False)))
     batch.pop("labels")
-    tokens = batch["attention_mask"].bool()
+    return load_model("tiny", seed=2), batch, batch["attention_mask"].bool()
+
+
+def test_peer_loss_zero_at_target_and_positive_otherwise(data):
+    teacher, batch, tokens = _teacher_and_batch(data)
     mask = torch.ones(2, 4)  # keep every head: each head's target is its own contribution
     groups = peers.peer_groups([{}, {}], mask)
     student = copy.deepcopy(teacher)
@@ -119,11 +123,7 @@ def test_peer_loss_zero_at_target_and_positive_otherwise(data):
 
 
 def test_absorbing_only_peer_loss_ignores_heads_without_a_pruned_peer(data):
-    tok, train, _ = data
-    teacher = load_model("tiny", seed=2)
-    batch = next(iter(make_loader(train, tok, 8, False)))
-    batch.pop("labels")
-    tokens = batch["attention_mask"].bool()
+    teacher, batch, tokens = _teacher_and_batch(data)
     mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 1, 0]])
     groups = peers.peer_groups([{}, {3: 0}], mask)  # only head 0 of layer 1 absorbs a peer
     student = copy.deepcopy(teacher)
