@@ -65,8 +65,7 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
         target = torch.einsum("nhd,hr->nrd", c_t, a)
         err = ((c_s - target) ** 2).sum(dim=(0, 2))
         per_head = err / (target ** 2).sum(dim=(0, 2)).clamp_min(1e-12)
-        if absorbing_only:
-            absorbed = torch.tensor([len(m) > 1 for _, m in sorted(layer_groups.items())])
-            per_head = per_head[absorbed.to(per_head.device)]
+        if absorbing_only:  # a column of `a` sums more than one teacher head
+            per_head = per_head[a.sum(0) > 1]
         total = total + per_head.sum()
     return total
