@@ -139,9 +139,10 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError(f"head sparsity must be in [0, 1), got {c.sparsity}")
     if c.keep is not None and c.keep < 1:
         raise ValueError(f"keep must be at least 1, got {c.keep}")
-    if c.peer_heads == "absorbing" and c.peer_loss == "joint":
+    if c.peer_heads == "absorbing" and (c.distill != "peer" or c.peer_loss == "joint"):
         raise ValueError("peer_heads 'absorbing' selects heads of the per-head peer loss; "
-                         "the joint loss has one term per layer (use peer_loss 'per_head')")
+                         f"this run has distill {c.distill!r} and peer_loss {c.peer_loss!r} "
+                         "(use distill 'peer' and peer_loss 'per_head')")
     if c.method != "apd" and (c.distill == "peer" or c.merge != "none"):
         raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
                          "peer distillation belongs to 'apd'")

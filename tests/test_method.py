@@ -157,6 +157,8 @@ def test_absorbing_only_peer_loss_ignores_heads_without_a_pruned_peer(data):
     from peerprune.prune import PruneConfig, check_config
     with pytest.raises(ValueError, match="peer_heads 'absorbing'"):
         check_config(PruneConfig(task="rte", peer_heads="absorbing", peer_loss="joint").resolved())
+    with pytest.raises(ValueError, match="this run has distill 'kd'"):  # no peer loss at all
+        check_config(PruneConfig(task="rte", peer_heads="absorbing", distill="kd").resolved())
 
 
 def test_locator_keeps_exactly_the_budget_and_lambda_tracks_violation(data):
