@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .heads import num_layers_heads
 from .locator import LocatorConfig, locate, top_mask
@@ -70,6 +71,7 @@ def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
     per_step = max(1, round(step_fraction * n))
     mask = torch.ones(n_layers, n_heads)
     log = []
+    bar = tqdm(total=n - keep, desc="HISP heads pruned", mininterval=10)
     while mask.sum() > keep:
         imp = normalise_per_layer(head_importance(model, loader, mask), mask)
         candidates = imp.clone()
@@ -81,7 +83,9 @@ def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
         if torch.isinf(candidates.flatten()[order]).any():
             raise ValueError(f"cannot keep {keep} heads with at least one per layer")
         mask.view(-1)[order] = 0.0
+        bar.update(drop)
         log.append({"kept": int(mask.sum()), "importance": imp.tolist()})
+    bar.close()
     return mask, log
 
 
