@@ -76,10 +76,13 @@ def write_json(path, obj) -> None:
 
 
 def versions() -> dict:
+    """What a result's numbers depend on besides its config. CPU weight gradients sum in a
+    thread-count-dependent order, so a seed reproduces a score bit for bit only at the same
+    torch thread count."""
     import torch
     import transformers
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def result_path(result: dict, root: str | os.PathLike | None = None) -> Path:

@@ -198,6 +198,7 @@ def test_entry_point_end_to_end(shared_glue, tmp_results):
     r = run_pruning(cfg)
     assert sum(r["heads_per_layer"]) == 4 and r["sparsity"] == 0.5
     assert r["method"] == "apd" and r["distill"] == "peer" and len(r["locator_log"]) == 8
+    assert r["versions"]["torch_threads"] == torch.get_num_threads()
     dense = load_model("tiny")
     assert r["params"] < heads.count_params(dense)
     reloaded = AutoModelForSequenceClassification.from_pretrained(r["checkpoint"])
