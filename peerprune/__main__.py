@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     pr.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
     pr.add_argument("--ablation", nargs="+", default=["default"],
                     help="variants of the method: default, no-merge, no-peer-loss, joint, "
-                         "uniform, init-locator, peer-weight-0.1, peer-anneal, peer-absorbing")
+                         "uniform, init-locator, peer-weight-0.1, peer-anneal, peer-absorbing, "
+                         "one-per-layer")
     pr.add_argument("--distill", nargs="+",
                     help="fine-tuning losses, one run each: none, kd, peer (default: peer for "
                          "apd, none for the baselines)")

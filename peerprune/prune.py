@@ -148,6 +148,15 @@ def check_config(c: PruneConfig) -> None:
                          "peer distillation belongs to 'apd'")
 
 
+def check_budget(c: PruneConfig, keep: int, n_layers: int) -> None:
+    """Refuse, before any training, a budget the per-layer rules cannot meet."""
+    per_layer = c.min_one_per_layer or (c.method == "apd" and c.allocation == "uniform")
+    if per_layer and keep < n_layers:
+        rule = "at least one head per layer" if c.min_one_per_layer else "uniform allocation"
+        raise ValueError(f"{rule} needs at least {n_layers} heads kept (one per layer), "
+                         f"got {keep}; lower the sparsity or set a larger keep")
+
+
 # The ablations of the method, by name: the options each changes from the defaults.
 ABLATIONS = {
     "default": {},
@@ -164,6 +173,9 @@ ABLATIONS = {
     # a kept head with no pruned peer is held to its own teacher contribution by the peer
     # loss, which the task may not need; this leaves those heads to CE + KD
     "peer-absorbing": {"peer_heads": "absorbing"},
+    # at high sparsity the locator may empty whole layers (STS-B at 92%: [3,0,1,0,0,2]),
+    # where HISP's per-layer normalised scores keep one head in each; this keeps one too
+    "one-per-layer": {"min_one_per_layer": True},
 }
 
 
@@ -263,6 +275,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
                                                 results_root, checkpoints_root)
     n_layers, n_heads = heads.num_layers_heads(teacher)
     keep = c.budget(n_layers * n_heads)
+    check_budget(c, keep, n_layers)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
     options = identity(asdict(c))  # what the run's hash and its head choice's key cover
