@@ -104,9 +104,14 @@ def l0_mask(teacher, train_data, tokenizer, keep: int, config: LocatorConfig,
         open_gates = int((gates.open_probability() > 0.5).sum())
         sweep.append({"lambda": lam, "open_heads": open_gates,
                       "expected_heads": log[-1]["expected_heads"]})
+        tqdm.write(f"L0 try {len(sweep)}/{tries}: lambda {lam:.3g} leaves {open_gates} gates "
+                   f"open (budget {keep})")
         chosen = gates
         if open_gates <= keep:
             break
         lam *= factor
+    else:
+        tqdm.write(f"L0: no lambda of the {tries} tried closed the gates to {keep}; "
+                   "keeping the top gates of the last try")
     mask = top_mask(chosen.log_alpha.detach().cpu(), keep, "auto", config.min_one_per_layer)
     return mask, sweep, chosen
