@@ -22,7 +22,7 @@ from .anatomy import Capture, head_dim
 from .glue import get_task, subsample, task_data
 from .baselines import hisp_mask, l0_mask, random_mask
 from .choices import choice_dir, load_choice, save_choice
-from .locator import LocatorConfig, locate
+from .locator import LocatorConfig, locate, top_mask
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
 from .models import model_for_task, save_model
@@ -148,15 +148,6 @@ def check_config(c: PruneConfig) -> None:
                          "peer distillation belongs to 'apd'")
 
 
-def check_budget(c: PruneConfig, keep: int, n_layers: int) -> None:
-    """Refuse, before any training, a budget the per-layer rules cannot meet."""
-    per_layer = c.min_one_per_layer or (c.method == "apd" and c.allocation == "uniform")
-    if per_layer and keep < n_layers:
-        rule = "at least one head per layer" if c.min_one_per_layer else "uniform allocation"
-        raise ValueError(f"{rule} needs at least {n_layers} heads kept (one per layer), "
-                         f"got {keep}; lower the sparsity or set a larger keep")
-
-
 # The ablations of the method, by name: the options each changes from the defaults.
 ABLATIONS = {
     "default": {},
@@ -275,7 +266,9 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
                                                 results_root, checkpoints_root)
     n_layers, n_heads = heads.num_layers_heads(teacher)
     keep = c.budget(n_layers * n_heads)
-    check_budget(c, keep, n_layers)
+    # refuse, before any training, a budget the final mask's per-layer rule cannot meet
+    top_mask(torch.zeros(n_layers, n_heads), keep, c.allocation if c.method == "apd" else "auto",
+             c.min_one_per_layer)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
     options = identity(asdict(c))  # what the run's hash and its head choice's key cover
