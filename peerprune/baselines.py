@@ -9,13 +9,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .heads import num_layers_heads
-from .locator import LocatorConfig, locate, top_mask
+from .locator import HardConcreteGates, LocatorConfig, locate, top_mask
+from .results import is_main_process
 from .train import to_device
 
 
@@ -89,23 +91,52 @@ def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
     return mask, log
 
 
+def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, tries_dir=None):
+    """One run of L0's gates with the fixed penalty `config.fixed_penalty`: the gates, and
+    the open and expected gate counts at its end. With `tries_dir`, a try saved there is
+    read back instead of rerun (the gates never see the budget, so every sparsity shares
+    it) and a new one is saved."""
+    lam = config.fixed_penalty
+    path = Path(tries_dir) / f"lambda-{lam!r}.pt" if tries_dir else None
+    n_layers, n_heads = num_layers_heads(teacher)
+    gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha)
+    if path is not None and path.is_file():
+        saved = torch.load(path)
+        with torch.no_grad():
+            gates.log_alpha.copy_(saved["log_alpha"])
+        return gates.eval(), saved["open_heads"], saved["expected_heads"], True
+    # the budget argument only shapes the unused mask and the log's k_t under a fixed penalty
+    _, gates, log = locate(teacher, copy.deepcopy(teacher), train_data, tokenizer,
+                           n_layers * n_heads, config)
+    open_gates = int((gates.open_probability() > 0.5).sum())
+    expected = log[-1]["expected_heads"]
+    if path is not None and is_main_process():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"log_alpha": gates.log_alpha.detach().cpu(), "open_heads": open_gates,
+                    "expected_heads": expected}, tmp)
+        tmp.replace(path)
+    return gates, open_gates, expected, False
+
+
 def l0_mask(teacher, train_data, tokenizer, keep: int, config: LocatorConfig,
-            start: float = 1e-3, factor: float = 3.0, tries: int = 8):
+            start: float = 1e-3, factor: float = 3.0, tries: int = 8, tries_dir=None):
     """Voita et al. (2019): hard-concrete gates with a *fixed* penalty lambda * E trained
-    with the task loss. Lambda is searched (start, start*factor, ...) until the open
-    gates reach K*; the top K* gates of that run are kept. Returns the mask, the sweep
-    (lambda -> open gates) and the chosen run's gates."""
+    with the task loss, on the teacher's frozen weights (only the gates learn). Lambda is
+    searched (start, start*factor, ...) until the open gates reach K*; the top K* gates of
+    that run are kept. Returns the mask, the sweep
+    (lambda -> open gates, and whether the try was read back from `tries_dir`) and the
+    chosen run's gates."""
     sweep, chosen = [], None
     lam = start
     for _ in range(tries):
-        student = copy.deepcopy(teacher)
-        cfg = dataclasses.replace(config, fixed_penalty=lam)
-        _, gates, log = locate(teacher, student, train_data, tokenizer, keep, cfg)
-        open_gates = int((gates.open_probability() > 0.5).sum())
-        sweep.append({"lambda": lam, "open_heads": open_gates,
-                      "expected_heads": log[-1]["expected_heads"]})
+        cfg = dataclasses.replace(config, fixed_penalty=lam, train_weights=False)
+        gates, open_gates, expected, reused = l0_try(teacher, train_data, tokenizer, cfg,
+                                                     tries_dir)
+        sweep.append({"lambda": lam, "open_heads": open_gates, "expected_heads": expected,
+                      "reused": reused})
         tqdm.write(f"L0 try {len(sweep)}/{tries}: lambda {lam:.3g} leaves {open_gates} gates "
-                   f"open (budget {keep})")
+                   f"open (budget {keep}){' (saved try)' if reused else ''}")
         chosen = gates
         if open_gates <= keep:
             break

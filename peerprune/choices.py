@@ -10,6 +10,12 @@ the very numbers a recomputed one would.
     checkpoints/<profile>/<model>/<task>/choice-<method>-<hash>/
         choice.json   the mask and what the run records about the choice
         located/      apd only: the locator's trained weights (for init "locator")
+    checkpoints/<profile>/<model>/<task>/l0-tries-<hash>/
+        lambda-<penalty>.pt   one try of L0's penalty search: its gates and open count
+
+L0's tries go one level deeper: with a fixed penalty the gates never see the budget, so a
+try with a given penalty is the same at every sparsity, and a sweep of sparsities (same
+teacher, seed and options) runs each penalty once.
 """
 from __future__ import annotations
 
@@ -26,14 +32,25 @@ AFTER_THE_CHOICE = ("distill", "merge", "peer_loss", "init", "variant", "epochs"
                     "peer_beta", "peer_schedule", "peer_heads")
 
 
+def _key(prune_options: dict, keep, teacher_hash: str, train: dict, train_examples) -> str:
+    fields = {k: v for k, v in prune_options.items() if k not in AFTER_THE_CHOICE}
+    return config_hash({"prune": fields, "keep": keep, "teacher": teacher_hash,
+                        "train_examples": train_examples,
+                        "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}})
+
+
 def choice_dir(root, prune_options: dict, keep: int, teacher_hash: str, train: dict,
                train_examples) -> Path:
     """Where the choice of a run with these options is kept."""
-    fields = {k: v for k, v in prune_options.items() if k not in AFTER_THE_CHOICE}
-    key = config_hash({"prune": fields, "keep": keep, "teacher": teacher_hash,
-                       "train_examples": train_examples,
-                       "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}})
+    key = _key(prune_options, keep, teacher_hash, train, train_examples)
     return Path(root) / f"choice-{prune_options['method']}-{key}"
+
+
+def l0_tries_dir(root, prune_options: dict, teacher_hash: str, train: dict,
+                 train_examples) -> Path:
+    """Where L0's penalty tries are kept: the choice's key without the budget."""
+    options = {k: v for k, v in prune_options.items() if k not in ("sparsity", "keep")}
+    return Path(root) / f"l0-tries-{_key(options, None, teacher_hash, train, train_examples)}"
 
 
 def save_choice(path: Path, mask: torch.Tensor, extra: dict, located=None, tokenizer=None) -> None:

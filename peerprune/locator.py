@@ -68,6 +68,7 @@ class LocatorConfig:
     # L0 Norm baseline: a fixed penalty lambda * E with the task loss alone, no
     # multipliers, no KD, no layer loss
     fixed_penalty: float | None = None
+    train_weights: bool = True  # False: only the gates learn, the student keeps its weights
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,8 +141,9 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     device = accelerator.device
     teacher.to(device).eval()
     student.to(device).train()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher.requires_grad_(False)
+    # set, not inherited: a copy of a teacher an earlier call froze would not learn
+    student.requires_grad_(config.train_weights)
     n_layers, n_heads = student.config.num_hidden_layers, student.config.num_attention_heads
     n = n_layers * n_heads
     if config.allocation not in ALLOCATIONS:

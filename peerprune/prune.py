@@ -21,7 +21,7 @@ from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
 from .glue import get_task, subsample, task_data
 from .baselines import hisp_mask, l0_mask, random_mask
-from .choices import choice_dir, load_choice, save_choice
+from .choices import choice_dir, l0_tries_dir, load_choice, save_choice
 from .locator import LocatorConfig, locate, top_mask
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
@@ -212,9 +212,10 @@ def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0,
 
 
 def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loader, lr: float,
-                 batch_size: int, model_name: str, glue_dir=None, checkpoints_root=None):
+                 batch_size: int, model_name: str, glue_dir=None, checkpoints_root=None,
+                 l0_tries=None):
     """The method's mask, the locator's trained model (apd; else None), and what the run
-    should record about the choice."""
+    should record about the choice. `l0_tries`: where L0 keeps its penalty tries."""
     n_layers, n_heads = heads.num_layers_heads(teacher)
     loc_cfg = c.locator_config(lr, batch_size)
     if c.method == "apd":
@@ -229,7 +230,8 @@ def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loa
         return mask, None, {"hisp_steps": [s["kept"] for s in log],
                             "importance": log[0]["importance"]}
     if c.method == "l0":
-        mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start)
+        mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start,
+                                     tries_dir=l0_tries)
         return mask, None, {"l0_sweep": sweep, "log_alpha": gates.log_alpha.detach().cpu().tolist()}
     if c.method == "smp":  # scores the heads of the pretrained model
         pretrained = model_for_task(model_name, c.task, seed=c.seed)
@@ -302,13 +304,15 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     task_dir = task_checkpoints(c.profile, model_name, c.task, checkpoints_root)
     where = choice_dir(task_dir, options, keep, t_result["config_hash"], train_cfg.to_dict(),
                        p.train_examples)
+    l0_tries = l0_tries_dir(task_dir, options, t_result["config_hash"], train_cfg.to_dict(),
+                            p.train_examples)  # L0's penalty tries, shared by every budget
     saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
     if saved:
         mask, extra, located = saved
     else:
         mask, located, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
                                             train_cfg.lr, p.batch_size, model_name, glue_dir,
-                                            checkpoints_root)
+                                            checkpoints_root, l0_tries)
         save_choice(where, mask, extra, located, tokenizer)
     extra["choice"] = {"path": str(where), "reused": bool(saved)}
     student = start_model(c, teacher, located, model_name)

@@ -67,6 +67,52 @@ def test_l0_penalty_never_keeps_more_heads_when_larger(data):
     assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1], kept
 
 
+def test_locator_trains_the_weights_it_is_told_to_whatever_the_teacher_flags(data):
+    """locate freezes the teacher; a student copied from a frozen teacher must still learn
+    (L0's tries once inherited the freeze from the first try), and with train_weights off
+    only the gates move, as in each of L0's tries."""
+    tok, train = data
+    teacher = load_model("tiny", seed=6).requires_grad_(False)
+    moved = {}
+    for train_weights in (True, False):
+        cfg = LocatorConfig(epochs=1, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=3,
+                            fixed_penalty=1e-5, train_weights=train_weights)
+        student = copy.deepcopy(teacher)
+        _, gates, _ = locate(teacher, student, train, tok, 4, cfg)
+        moved[train_weights] = any(not torch.equal(a, b) for a, b in
+                                   zip(student.parameters(), teacher.parameters()))
+        assert not torch.equal(gates.log_alpha, torch.full_like(gates.log_alpha, 3.0))
+    assert moved == {True: True, False: False}
+
+
+def test_l0_tries_are_saved_once_and_shared_by_every_budget(data, tmp_path, monkeypatch):
+    """A fixed-penalty try never sees the budget: read back from `tries_dir`, it gives the
+    sweep, gates and mask a fresh search gives, and each penalty runs once."""
+    from peerprune import baselines
+    tok, train = data
+    teacher = load_model("tiny", seed=6)
+    cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=30)
+    search = dict(start=1e-5, factor=3.0, tries=3)  # 7, 2, then 0 heads open
+    fresh_mask, fresh_sweep, fresh_gates = baselines.l0_mask(teacher, train, tok, 1, cfg, **search)
+    assert len(fresh_sweep) >= 2 and not any(s["reused"] for s in fresh_sweep)
+    ran = []
+    locate_ = baselines.locate
+    monkeypatch.setattr(baselines, "locate",
+                        lambda *a, **k: ran.append(a[-1].fixed_penalty) or locate_(*a, **k))
+    _, first, _ = baselines.l0_mask(teacher, train, tok, 8, cfg, tries_dir=tmp_path, **search)
+    assert len(first) == 1 and ran == [1e-5]  # all 8 heads kept: the first try reaches it
+    mask, sweep, gates = baselines.l0_mask(teacher, train, tok, 1, cfg, tries_dir=tmp_path,
+                                           **search)
+    assert [s["reused"] for s in sweep] == [True] + [False] * (len(sweep) - 1)
+    assert ran[1:] == [s["lambda"] for s in sweep[1:]]  # only the new penalties ran
+    strip = [{k: v for k, v in s.items() if k != "reused"} for s in sweep]
+    assert strip == [{k: v for k, v in s.items() if k != "reused"} for s in fresh_sweep]
+    assert torch.equal(gates.log_alpha, fresh_gates.log_alpha) and torch.equal(mask, fresh_mask)
+    ran.clear()
+    again, sweep, _ = baselines.l0_mask(teacher, train, tok, 1, cfg, tries_dir=tmp_path, **search)
+    assert ran == [] and all(s["reused"] for s in sweep) and torch.equal(again, fresh_mask)
+
+
 @pytest.mark.parametrize("method", ["random", "hisp", "l0", "smp"])
 def test_each_baseline_through_the_entry_point(method, shared_glue, tmp_results):
     from peerprune.prune import PruneConfig, run_pruning
