@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .heads import num_layers_heads
 from .locator import HardConcreteGates, LocatorConfig, locate, top_mask
-from .results import is_main_process
+from .results import atomic_file, is_main_process
 from .train import to_device
 
 
@@ -99,9 +99,9 @@ def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, tries_dir=None
     lam = config.fixed_penalty
     path = Path(tries_dir) / f"lambda-{lam!r}.pt" if tries_dir else None
     n_layers, n_heads = num_layers_heads(teacher)
-    gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha)
     if path is not None and path.is_file():
         saved = torch.load(path)
+        gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha)
         with torch.no_grad():
             gates.log_alpha.copy_(saved["log_alpha"])
         return gates.eval(), saved["open_heads"], saved["expected_heads"], True
@@ -111,11 +111,9 @@ def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, tries_dir=None
     open_gates = int((gates.open_probability() > 0.5).sum())
     expected = log[-1]["expected_heads"]
     if path is not None and is_main_process():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"log_alpha": gates.log_alpha.detach().cpu(), "open_heads": open_gates,
-                    "expected_heads": expected}, tmp)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            torch.save({"log_alpha": gates.log_alpha.detach().cpu(), "open_heads": open_gates,
+                        "expected_heads": expected}, tmp)
     return gates, open_gates, expected, False
 
 
@@ -124,9 +122,8 @@ def l0_mask(teacher, train_data, tokenizer, keep: int, config: LocatorConfig,
     """Voita et al. (2019): hard-concrete gates with a *fixed* penalty lambda * E trained
     with the task loss, on the teacher's frozen weights (only the gates learn). Lambda is
     searched (start, start*factor, ...) until the open gates reach K*; the top K* gates of
-    that run are kept. Returns the mask, the sweep
-    (lambda -> open gates, and whether the try was read back from `tries_dir`) and the
-    chosen run's gates."""
+    that run are kept. Returns the mask, the sweep (lambda -> open gates, and whether the
+    try was read back from `tries_dir`) and the chosen run's gates."""
     sweep, chosen = [], None
     lam = start
     for _ in range(tries):
