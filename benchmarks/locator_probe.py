@@ -1,17 +1,20 @@
-"""How the locator's multiplier rate shapes the search: the evidence behind its default.
+"""How the locator's budget control shapes the search: the evidence behind its default.
 
-    python benchmarks/locator_probe.py [--profile full] [--task mrpc] [--lr-lambda 50 10 3]
+    python benchmarks/locator_probe.py [--profile full] [--task mrpc] [--sparsity 0.58]
+        [--seed 0] [--budget projection lagrangian] [--final-temperature 0.1]
+        [--lr-lambda 50 10 3]
 
 Runs only the automatic locator (no merge, no final fine-tuning) on the profile's teacher,
-once per multiplier rate, everything else as the profile's runs of the method, and reports for
-each rate:
+once per setting (each final temperature of the projection, each multiplier rate of the
+Lagrangian), everything else as the profile's runs of the method, and reports for each:
   - how the expected head count E follows the budget K_t: the lowest E after K_t reaches K*
-    (an overshoot below K*), E at the end, and the mean |E - K_t| / N over the run;
+    (an overshoot below K*), E at the end, the largest |E - K_t| over the second half;
+  - how decisive the gates end: the lowest P(open) of a kept head, the highest of the rest;
   - what the chosen mask is worth before any recovery: the teacher's dev score with the
     pruned heads masked out, and the located student's dev score under the same mask;
-  - how many of the kept heads each rate shares with the first rate's mask.
-Writes results/<profile>/locator_probe/<task>.json (one row per rate; finished rates are
-reused).
+  - how many of the kept heads each setting shares with the first setting's mask.
+Writes results/<profile>/locator_probe/<task>.json (one row per setting; finished settings
+are reused).
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from peerprune.glue import get_task, task_data
 from peerprune.heads import num_layers_heads
-from peerprune.locator import locate
+from peerprune.locator import BUDGETS, locate
 from peerprune.metrics import primary_score
 from peerprune.profiles import get_profile
 from peerprune.results import RESULTS_DIR, atomic_write_text
@@ -31,9 +36,19 @@ from peerprune.teacher import load_teacher
 from peerprune.train import evaluate, make_loader
 
 
-def probe(profile: str, task: str, lr_lambda: float, sparsity: float, seed: int = 0) -> dict:
+def setting_of(row: dict) -> dict:
+    """What a row varied: its budget control and that control's knob (rows made before the
+    projection existed are the Lagrangian's, at seed 0)."""
+    budget = row.get("budget", "lagrangian")
+    knob = ({"final_temperature": row["final_temperature"]} if budget == "projection"
+            else {"lr_lambda": row["lr_lambda"]})
+    return {"sparsity": row["sparsity"], "seed": row.get("seed", 0), "budget": budget, **knob}
+
+
+def probe(profile: str, task: str, sparsity: float, seed: int = 0, **options) -> dict:
+    """One locator search with `options` (PruneConfig fields) over the profile's run."""
     p = get_profile(profile)
-    run = p.prune_config(task, sparsity=sparsity, seed=seed, lr_lambda=lr_lambda)
+    run = p.prune_config(task, sparsity=sparsity, seed=seed, **options)
     teacher, tokenizer, t_result = load_teacher(task, profile, 0, p.model)
     n_layers, n_heads = num_layers_heads(teacher)
     n = n_layers * n_heads
@@ -45,11 +60,19 @@ def probe(profile: str, task: str, lr_lambda: float, sparsity: float, seed: int 
     student = copy.deepcopy(teacher)
     start = time.perf_counter()
     mask, gates, log = locate(teacher, student, train, tokenizer, keep, cfg)
+    wall = time.perf_counter() - start
     reached = [e for e in log if e["k_t"] <= keep + 1e-9]
-    return {"task": task, "profile": profile, "sparsity": sparsity, "lr_lambda": lr_lambda,
+    p_open = torch.tensor(log[-1]["open_probability"])
+    return {"task": task, "profile": profile, "sparsity": sparsity, "seed": seed,
+            "budget": cfg.budget_control, "lr_lambda": cfg.lr_lambda,
+            "final_temperature": cfg.final_temperature,
             "lr_gates": cfg.lr_gates, "keep": keep, "steps": len(log),
             "min_expected_after_budget": round(min(e["expected_heads"] for e in reached), 2),
             "final_expected": round(log[-1]["expected_heads"], 2),
+            "max_gap_second_half": round(max_gap_second_half(
+                [(e["expected_heads"], e["k_t"]) for e in log]), 2),
+            "kept_min_open": round(float(p_open[mask > 0].min()), 4),
+            "pruned_max_open": round(float(p_open[mask == 0].max()), 4) if (mask == 0).any() else 0.0,
             "mean_abs_gap": round(sum(abs(e["expected_heads"] - e["k_t"]) for e in log) / len(log) / n, 4),
             "masked_teacher_score": primary_score(task, evaluate(teacher, dev, task, head_mask=mask)),
             "located_student_score": primary_score(task, evaluate(student, dev, task, head_mask=mask)),
@@ -58,15 +81,26 @@ def probe(profile: str, task: str, lr_lambda: float, sparsity: float, seed: int 
             "mask": mask.int().tolist(),
             "trajectory": [[e["step"], round(e["expected_heads"], 2), round(e["k_t"], 2)]
                            for e in log],
-            "wall_s": round(time.perf_counter() - start, 1)}
+            "wall_s": round(wall, 1)}
+
+
+def max_gap_second_half(pairs: list[tuple[float, float]]) -> float:
+    """The largest |E - K_t| over the second half of a search's (E, K_t) steps."""
+    return max(abs(e - k) for e, k in pairs[len(pairs) // 2:])
 
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="full")
-    ap.add_argument("--task", default="mrpc")
-    ap.add_argument("--sparsity", type=float, default=0.58)
-    ap.add_argument("--lr-lambda", nargs="+", type=float, default=[50.0, 10.0, 3.0])
+    ap.add_argument("--profile", default="full", help="run profile (default: full)")
+    ap.add_argument("--task", default="mrpc", help="GLUE task (default: mrpc)")
+    ap.add_argument("--sparsity", type=float, default=0.58, help="share of heads removed")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", nargs="+", default=["projection"], choices=BUDGETS,
+                    help="budget controls to probe (default: projection)")
+    ap.add_argument("--final-temperature", nargs="+", type=float, default=[0.1],
+                    help="projection: the logits' final temperatures to probe")
+    ap.add_argument("--lr-lambda", nargs="+", type=float, default=[50.0, 10.0, 3.0],
+                    help="lagrangian: the multiplier rates to probe")
     args = ap.parse_args(argv)
     try:
         get_profile(args.profile), get_task(args.task)
@@ -74,26 +108,38 @@ def main(argv=None) -> list[dict]:
         ap.error(str(e))
     if not 0 <= args.sparsity < 1:
         ap.error(f"--sparsity {args.sparsity} is outside [0, 1)")
+    settings = [{"budget": b, **({"final_temperature": t} if b == "projection" else {"lr_lambda": r})}
+                for b in args.budget
+                for t, r in ([(t, None) for t in args.final_temperature] if b == "projection"
+                             else [(None, r) for r in args.lr_lambda])]
     path = Path(RESULTS_DIR) / args.profile / "locator_probe" / f"{args.task}.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
-    for rate in args.lr_lambda:
-        if any(r["lr_lambda"] == rate and r["sparsity"] == args.sparsity for r in rows):
+    for setting in settings:
+        wanted = {"sparsity": args.sparsity, "seed": args.seed, **setting}
+        if any(setting_of(r) == wanted for r in rows):
             continue
-        rows.append(probe(args.profile, args.task, rate, args.sparsity))
+        knob = {k: v for k, v in setting.items() if k != "budget"}
+        rows.append(probe(args.profile, args.task, args.sparsity, args.seed,
+                          budget_control=setting["budget"], **knob))
         atomic_write_text(path, json.dumps(rows, indent=1) + "\n")
-    these = [r for r in rows if r["sparsity"] == args.sparsity]
+    these = [r for r in rows if r["sparsity"] == args.sparsity and r.get("seed", 0) == args.seed]
     for r in these:
-        r["shared_with_first"] = sum(a and b for x, y in zip(r["mask"], these[0]["mask"])
-                                     for a, b in zip(x, y))
-        print(f"{r['task']} lr_lambda {r['lr_lambda']:g}: E min {r['min_expected_after_budget']:.1f} "
-              f"end {r['final_expected']:.1f} (K* {r['keep']}), mean |E-K_t|/N "
-              f"{r['mean_abs_gap']:.3f}; dev {r['masked_teacher_score']:.2f} masked teacher, "
+        shared = sum(a and b for x, y in zip(r["mask"], these[0]["mask"]) for a, b in zip(x, y))
+        gap = max_gap_second_half([(e, k) for _, e, k in r["trajectory"]])
+        print(f"{r['task']} {label(r)}: E min {r['min_expected_after_budget']:.1f} "
+              f"end {r['final_expected']:.1f} (K* {r['keep']}), max |E-K_t| in the second half "
+              f"{gap:.1f}; dev {r['masked_teacher_score']:.2f} masked teacher, "
               f"{r['located_student_score']:.2f} located student (teacher {r['teacher_score']:.2f}); "
-              f"heads {r['heads_per_layer']}, {r['shared_with_first']} kept heads shared with "
-              f"lr_lambda {these[0]['lr_lambda']:g}", flush=True)
-    atomic_write_text(path, json.dumps(rows, indent=1) + "\n")
+              f"heads {r['heads_per_layer']}, {shared} kept heads shared with {label(these[0])}",
+              flush=True)
     print(f"wrote {path}")
     return rows
+
+
+def label(row: dict) -> str:
+    s = setting_of(row)
+    return (f"projection, final T {s['final_temperature']:g}" if s["budget"] == "projection"
+            else f"lagrangian, rate {s['lr_lambda']:g}")
 
 
 if __name__ == "__main__":

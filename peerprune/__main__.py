@@ -45,6 +45,7 @@ def _report(args) -> None:
 
 
 def main(argv=None) -> int:
+    from .prune import ABLATIONS, METHODS
     parser = argparse.ArgumentParser(prog="python -m peerprune")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("teacher", help="fine-tune dense teachers (a learning-rate sweep)")
@@ -58,15 +59,13 @@ def main(argv=None) -> int:
     pr.add_argument("--profile", default="full", choices=list(PROFILES))
     pr.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
     pr.add_argument("--method", nargs="+", default=["apd"],
-                    help="methods, one run each: apd, random, hisp, l0, smp (default: apd)")
+                    help=f"methods, one run each: {', '.join(METHODS)} (default: apd)")
     pr.add_argument("--sparsity", nargs="+", type=float, default=[0.58],
                     help="shares of heads to remove, each in [0, 1)")
     pr.add_argument("--keep", type=int, help="heads to keep (overrides --sparsity)")
     pr.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
     pr.add_argument("--ablation", nargs="+", default=["default"],
-                    help="variants of the method: default, no-merge, no-peer-loss, joint, "
-                         "uniform, init-locator, peer-weight-0.1, peer-anneal, peer-absorbing, "
-                         "one-per-layer")
+                    help=f"variants of the method: {', '.join(ABLATIONS)}")
     pr.add_argument("--distill", nargs="+",
                     help="fine-tuning losses, one run each: none, kd, peer (default: peer for "
                          "apd, none for the baselines)")

@@ -56,19 +56,25 @@ def similarity_heatmaps(similarity, title: str, assignment=None):
 
 
 def locator_dynamics(log: list[dict], title: str):
-    """Expected open heads against the budget K_t, the multipliers, open gates per layer."""
+    """Expected open heads E against the budget K_t; what keeps E there (the projection's
+    shift and temperature, or the learned multipliers); open gates per layer."""
     df = pd.DataFrame(log)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     axes[0].plot(df["step"], df["expected_heads"], label="expected heads E")
     axes[0].plot(df["step"], df["k_t"], "--", label="budget K_t")
     axes[0].set_xlabel("step")
     axes[0].legend()
-    l1 = np.array(df["lambda1"].tolist())
-    l2 = np.array(df["lambda2"].tolist())
-    axes[1].plot(df["step"], l1.mean(1), label="lambda1")
-    axes[1].plot(df["step"], l2.mean(1), label="lambda2")
+    if "shift" in df:  # the projection
+        axes[1].plot(df["step"], np.array(df["shift"].tolist()).mean(1), label="shift c")
+        twin = axes[1].twinx()
+        twin.plot(df["step"], df["temperature"], "--", c="gray", label="temperature T")
+        twin.set_ylabel("temperature T")
+        twin.legend(loc="lower left")
+    else:
+        axes[1].plot(df["step"], np.array(df["lambda1"].tolist()).mean(1), label="lambda1")
+        axes[1].plot(df["step"], np.array(df["lambda2"].tolist()).mean(1), label="lambda2")
     axes[1].set_xlabel("step")
-    axes[1].legend()
+    axes[1].legend(loc="upper right")
     opened = np.array(df["open_per_layer"].tolist())
     for l in range(opened.shape[1]):
         axes[2].plot(df["step"], opened[:, l], label=f"layer {l}")

@@ -1,14 +1,24 @@
 """The automatic locator: where to prune, with the global budget as the only knob.
 
 Every head gets a hard-concrete gate z_lh (Louizos et al. 2018) that multiplies its
-contribution. The budget K* is a constraint on the expected number of open gates E,
-enforced with Lagrange multipliers that are *learned*: gradient ascent on lambda,
-descent on the weights and the gate logits, on
+contribution. The budget K* is a constraint on the expected number of open gates E, with
+K_t going linearly from N to K* over the first half of the steps. The student's weights
+and the gate logits descend on
 
-    L_loc = CE + alpha*KD + beta*L_layer + lambda1*(E - K_t)/N + lambda2*((E - K_t)/N)^2
+    L_loc = CE + alpha*KD + beta*L_layer
 
-with K_t going linearly from N to K* over the first half of the steps. The final mask
-keeps the K* gates with the largest log_alpha: the per-layer counts fall out of it.
+and two ways of keeping E on K_t are available (`budget`):
+
+  projection (the default): the gates use the logits a = log_alpha / T + c, where the
+      scalar shift c is solved at every step so that E(a) = K_t exactly (`budget_shift`);
+      c's gradient is the implicit one, so raising one head's logit lowers the others'.
+      The temperature T falls from 1 to `final_temperature` over the second half, which
+      makes the gates decisive: P(open) near 1 for K* heads and near 0 for the rest.
+  lagrangian: learned Lagrange multipliers, ascent on lambda, on the added term
+      lambda1*(E - K_t)/N + lambda2*((E - K_t)/N)^2.
+
+The final mask keeps the K* gates with the largest logits: the per-layer counts fall out
+of it.
 """
 from __future__ import annotations
 
@@ -35,18 +45,25 @@ class HardConcreteGates(nn.Module):
         self.log_alpha = nn.Parameter(torch.full((n_layers, n_heads), float(init_log_alpha)))
         self.beta, (self.left, self.right) = beta, limits
 
-    def forward(self) -> torch.Tensor:
-        """A sample z in training mode; the deterministic gate in eval mode."""
+    def forward(self, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """A sample z in training mode; the deterministic gate in eval mode. `logits`
+        replaces log_alpha (the projected logits of the locator)."""
+        a = self.log_alpha if logits is None else logits
         if self.training:
-            u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
-            s = torch.sigmoid((u.log() - (-u).log1p() + self.log_alpha) / self.beta)
+            u = torch.rand_like(a).clamp(1e-6, 1 - 1e-6)
+            s = torch.sigmoid((u.log() - (-u).log1p() + a) / self.beta)
         else:
-            s = torch.sigmoid(self.log_alpha)
+            s = torch.sigmoid(a)
         return (s * (self.right - self.left) + self.left).clamp(0.0, 1.0)
 
-    def open_probability(self) -> torch.Tensor:
+    @property
+    def offset(self) -> float:
+        """-beta*log(-left/right): P(open) = sigmoid(logit + offset)."""
+        return -self.beta * math.log(-self.left / self.right)
+
+    def open_probability(self, logits: torch.Tensor | None = None) -> torch.Tensor:
         """P(z_lh != 0), whose sum is the expected number of open gates E."""
-        return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.left / self.right))
+        return torch.sigmoid((self.log_alpha if logits is None else logits) + self.offset)
 
 
 @dataclass
@@ -54,7 +71,9 @@ class LocatorConfig:
     epochs: int = 1  # passes over the training data
     lr: float = 2e-5  # model weights (AdamW)
     lr_gates: float = 0.3  # gate logits (Adam)
-    lr_lambda: float = 3.0  # multipliers (plain gradient ascent); see the README
+    budget_control: str = "projection"  # what keeps E on K_t: "projection" or "lagrangian"
+    final_temperature: float = 0.1  # projection: the logits' temperature at the end
+    lr_lambda: float = 3.0  # lagrangian: multiplier rate (plain gradient ascent)
     init_log_alpha: float = 3.0  # gate logits at the start (3: P(open) = 0.99)
     alpha: float = 1.0  # logit KD
     tau: float = 2.0
@@ -75,6 +94,7 @@ class LocatorConfig:
 
 
 ALLOCATIONS = ("auto", "uniform")
+BUDGETS = ("projection", "lagrangian")
 
 
 def uniform_counts(keep: int, n_layers: int, n_heads: int) -> list[int]:
@@ -119,6 +139,55 @@ def budget_schedule(step: int, total: int, n: int, keep: int) -> float:
     return keep + (n - keep) * max(0.0, 1.0 - step / half)
 
 
+def temperature(step: int, total: int, final: float) -> float:
+    """T_t: 1 over the first half of the steps, then geometric down to `final` at the end."""
+    half = max(1, total // 2)
+    if step < half or total - 1 <= half:
+        return 1.0
+    return final ** ((step - half) / (total - 1 - half))
+
+
+OPEN_OFFSET = -(2 / 3) * math.log(0.1 / 1.1)  # HardConcreteGates().offset
+
+
+def budget_shift(logits: torch.Tensor, target: float, offset: float = OPEN_OFFSET,
+                 iters: int = 60) -> float:
+    """The scalar c with sum sigmoid(logits + c + offset) = target, by bisection.
+
+    `target` is clipped into (0, numel) by a twentieth of a head, where c stays finite."""
+    n = logits.numel()
+    target = min(max(target, 0.05), n - 0.05)
+    x = logits.detach().double() + offset
+    lo, hi = float(-x.max()) - 40.0, float(-x.min()) + 40.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if torch.sigmoid(x + mid).sum().item() > target:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2
+
+
+def projected_logits(log_alpha: torch.Tensor, targets, t: float,
+                     offset: float = OPEN_OFFSET) -> torch.Tensor:
+    """log_alpha / t shifted, per row of `targets` groups, so that the expected number of
+    open gates in each group equals its target. `targets`: one float for one global group,
+    or a list with one target per layer.
+
+    The shift is solved without gradient; one Newton step from the solution, which leaves
+    its value unchanged, gives it the implicit gradient dc/da_i = -p'_i / sum_j p'_j."""
+    a = log_alpha / t
+    rows = [a.flatten()] if not isinstance(targets, (list, tuple)) else list(a)
+    goals = [targets] if not isinstance(targets, (list, tuple)) else list(targets)
+    out = []
+    for row, goal in zip(rows, goals):
+        c = budget_shift(row, goal, offset)
+        p = torch.sigmoid(row + c + offset)
+        slope = (p * (1 - p)).sum().clamp_min(1e-12)
+        out.append(row + (c - (p.sum() - p.sum().detach()) / slope))
+    return torch.stack(out).reshape(a.shape) if len(out) > 1 else out[0].reshape(a.shape)
+
+
 def _distill_objective(teacher, student, batch, z, config: LocatorConfig):
     """CE + alpha * KD + beta * L_layer of the gated student against the full teacher."""
     tokens = batch["attention_mask"].bool()
@@ -149,6 +218,17 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     if config.allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
     groups = n_layers if config.allocation == "uniform" else 1
+    if config.budget_control not in BUDGETS:
+        raise ValueError(f"unknown budget_control {config.budget_control!r}; valid: {', '.join(BUDGETS)}")
+    project = config.budget_control == "projection" and config.fixed_penalty is None
+    per_layer = uniform_counts(keep, n_layers, n_heads) if groups > 1 else None
+
+    def targets(k_t: float):
+        """K_t, or each layer's share of it under the uniform allocation."""
+        if per_layer is None:
+            return k_t
+        ramp = (k_t - keep) / max(1e-9, n - keep)
+        return [k + (n_heads - k) * ramp for k in per_layer]
     gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha).to(device)
     lambda1 = torch.zeros(groups, device=device)
     lambda2 = torch.zeros(groups, device=device)
@@ -170,19 +250,25 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
             if step >= total:
                 break
             k_t = budget_schedule(step, total, n, keep)
-            z = gates_w()
-            p_open = gates.open_probability()
+            logits, t = gates.log_alpha, 1.0
+            if project:
+                t = temperature(step, total, config.final_temperature)
+                logits = projected_logits(gates.log_alpha, targets(k_t), t, gates.offset)
+            z = gates_w(logits)
+            p_open = gates.open_probability(logits)
+            violation = torch.zeros(groups, device=device)
             if config.fixed_penalty is not None:  # L0 Norm: task loss + lambda * E
-                violation = torch.zeros(groups, device=device)
                 task_loss = wrapped(**batch, head_mask=z).loss
                 loss = task_loss + config.fixed_penalty * p_open.sum()
             else:
                 task_loss = _distill_objective(teacher, wrapped, batch, z, config)
-                if groups == 1:
-                    violation = ((p_open.sum() - k_t) / n).reshape(1)
-                else:
-                    violation = (p_open.sum(1) - k_t / n_layers) / n_heads
-                loss = task_loss + (lambda1 * violation + lambda2 * violation ** 2).sum()
+                loss = task_loss
+                if not project:
+                    if groups == 1:
+                        violation = ((p_open.sum() - k_t) / n).reshape(1)
+                    else:
+                        violation = (p_open.sum(1) - k_t / n_layers) / n_heads
+                    loss = loss + (lambda1 * violation + lambda2 * violation ** 2).sum()
             opt_w.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -192,9 +278,14 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
                 v = violation.detach()
                 lambda1 += config.lr_lambda * v
                 lambda2 += config.lr_lambda * v ** 2
-            log.append({"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
-                        "lambda1": lambda1.tolist(), "lambda2": lambda2.tolist(),
-                        "loss": task_loss.item(),
+            entry = {"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
+                     "loss": task_loss.item()}
+            if project:
+                shift = (logits - gates.log_alpha / t).detach()[:groups, 0]
+                entry.update(temperature=t, shift=[round(x, 4) for x in shift.tolist()])
+            else:
+                entry.update(lambda1=lambda1.tolist(), lambda2=lambda2.tolist())
+            log.append({**entry,
                         "expected_per_layer": [round(x, 3) for x in p_open.detach().sum(1).tolist()],
                         "open_per_layer": (p_open.detach() > 0.5).sum(1).tolist()})
             step += 1
@@ -209,4 +300,6 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     gates.eval()
     mask = top_mask(gates.log_alpha.detach().cpu(), keep, config.allocation,
                     config.min_one_per_layer)
+    if log:  # the gates as the last step saw them: how decisive the search ended
+        log[-1]["open_probability"] = [[round(x, 4) for x in row] for row in p_open.tolist()]
     return mask, gates, log

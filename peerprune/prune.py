@@ -22,7 +22,7 @@ from .anatomy import Capture, head_dim
 from .glue import get_task, subsample, task_data
 from .baselines import hisp_mask, l0_mask, random_mask
 from .choices import choice_dir, l0_tries_dir, load_choice, save_choice
-from .locator import LocatorConfig, locate, top_mask
+from .locator import BUDGETS, LocatorConfig, locate, top_mask
 from .losses import kd_loss, peer_loss
 from .metrics import primary_score
 from .models import model_for_task, save_model
@@ -63,7 +63,9 @@ class PruneConfig:
     locator_epochs: int = 1
     lr_gates: float = 0.3
     init_log_alpha: float = 3.0
-    lr_lambda: float = 3.0  # multiplier rate; see the README ("Choices")
+    budget_control: str = "projection"  # what keeps the locator on budget: projection | lagrangian
+    final_temperature: float = 0.1  # projection: the gate logits' temperature at the end
+    lr_lambda: float = 3.0  # lagrangian: the multipliers' rate
     allocation: str = "auto"  # auto | uniform
     min_one_per_layer: bool = False  # off: a layer may lose every head
     merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
@@ -86,6 +88,7 @@ class PruneConfig:
     def locator_config(self, lr: float, batch_size: int) -> LocatorConfig:
         """The locator (and L0's gates) of this run: `lr` for the weights."""
         return LocatorConfig(epochs=self.locator_epochs, lr=lr, lr_gates=self.lr_gates,
+                             budget_control=self.budget_control, final_temperature=self.final_temperature,
                              lr_lambda=self.lr_lambda, init_log_alpha=self.init_log_alpha,
                              alpha=self.alpha, tau=self.tau, beta=self.beta,
                              allocation=self.allocation, min_one_per_layer=self.min_one_per_layer,
@@ -105,15 +108,21 @@ class PruneConfig:
 # Options that only one method reads. A run's identity (its hash, and the key of its saved
 # head choice) leaves out the other methods' options, so changing one method's default does
 # not make the other methods' finished runs look stale.
-METHOD_OPTIONS = {"apd": ("lr_lambda", "allocation", "merge", "peer_loss", "init", "rho",
-                          "peer_beta", "peer_schedule", "peer_heads"),
+METHOD_OPTIONS = {"apd": ("budget_control", "final_temperature", "lr_lambda", "allocation",
+                          "merge", "peer_loss", "init", "rho", "peer_beta", "peer_schedule",
+                          "peer_heads"),
                   "hisp": ("hisp_step",), "l0": ("l0_start",),
                   "smp": ("smp_steps", "smp_sentences")}
 
 
 # Options added after results were committed, with their default: left out of a run's
 # identity while at that default, so that the runs made before they existed keep their hash.
-LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant", "peer_heads": "all"}
+LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant", "peer_heads": "all",
+                 "budget_control": "lagrangian"}
+# Options that only matter under another option's value: left out of the identity there
+# (the temperature means nothing to the multipliers).
+ONLY_WHEN = {"final_temperature": ("budget_control", "projection"),
+             "lr_lambda": ("budget_control", "lagrangian")}
 
 
 def identity(options: dict) -> dict:
@@ -121,7 +130,17 @@ def identity(options: dict) -> dict:
     all but the other methods' own options and the later options at their default."""
     foreign = {f for m, fs in METHOD_OPTIONS.items() if m != options["method"] for f in fs}
     unset = {k for k, default in LATER_OPTIONS.items() if options.get(k) == default}
-    return {k: v for k, v in options.items() if k not in foreign | unset}
+    unused = {k for k, (on, value) in ONLY_WHEN.items()
+              if on in options and options.get(on, LATER_OPTIONS.get(on)) != value}
+    return {k: v for k, v in options.items() if k not in foreign | unset | unused}
+
+
+def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: str) -> dict:
+    """Everything a run's result depends on; its hash is the run's `config_hash`."""
+    p = get_profile(c.profile)
+    return {"prune": identity(asdict(c)), "train": train.to_dict(), "keep": keep,
+            "teacher": teacher_hash, "train_examples": p.train_examples,
+            "eval_examples": p.eval_examples}
 
 
 def check_config(c: PruneConfig) -> None:
@@ -129,6 +148,7 @@ def check_config(c: PruneConfig) -> None:
     get_task(c.task)
     get_profile(c.profile)
     choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
+               "budget_control": BUDGETS,
                "merge": peers.MERGES, "peer_loss": ("per_head", "joint"),
                "init": ("teacher", "locator"), "peer_schedule": ("constant", "linear"),
                "peer_heads": ("all", "absorbing")}
@@ -167,6 +187,8 @@ ABLATIONS = {
     # at high sparsity the locator may empty whole layers (STS-B at 92%: [3,0,1,0,0,2]),
     # where HISP's per-layer normalised scores keep one head in each; this keeps one too
     "one-per-layer": {"min_one_per_layer": True},
+    # the learned multipliers of the first releases instead of the exact projection
+    "lagrangian": {"budget_control": "lagrangian"},
 }
 
 
@@ -273,10 +295,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
              c.min_one_per_layer)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
-    options = identity(asdict(c))  # what the run's hash and its head choice's key cover
-    full = {"prune": options, "train": train_cfg.to_dict(), "keep": keep,
-            "teacher": t_result["config_hash"], "train_examples": p.train_examples,
-            "eval_examples": p.eval_examples}
+    full = run_identity(c, keep, train_cfg, t_result["config_hash"])
+    options = full["prune"]  # what the run's hash and its head choice's key cover
     h = config_hash(full)
     stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
             "distill": c.distill, "variant": c.variant,

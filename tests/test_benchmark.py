@@ -74,13 +74,18 @@ def test_locator_probe_rows_reach_the_readme_table(shared_glue, tmp_path, monkey
     teacher = train_teacher("rte", "smoke", lr=1e-3)
     script = SCRIPT.parent / "locator_probe.py"
     p = subprocess.run([sys.executable, str(script), "--profile", "smoke", "--task", "rte",
-                        "--lr-lambda", "50", "3"], cwd=tmp_path, capture_output=True, text=True,
+                        "--budget", "projection", "lagrangian", "--lr-lambda", "50", "3"],
+                       cwd=tmp_path, capture_output=True, text=True,
                        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-2000:]
     rows = json.loads((tmp_path / "results/smoke/locator_probe/rte.json").read_text())
-    assert [r["lr_lambda"] for r in rows] == [50.0, 3.0]
+    assert [(r["budget"], r["lr_lambda"]) for r in rows] == [
+        ("projection", 3.0), ("lagrangian", 50.0), ("lagrangian", 3.0)]
     assert all(sum(r["heads_per_layer"]) == r["keep"] for r in rows)
     assert all(r["teacher_score"] == teacher["score"] for r in rows)
+    assert abs(rows[0]["final_expected"] - rows[0]["keep"]) <= 0.5  # the projection's budget
     table = locator_probe_table("smoke", tmp_path / "results").splitlines()
-    assert len(table) == 2 + len(rows)  # header, rule, one line per rate
-    assert table[2].startswith("| rte | 50 |") and f"{rows[0]['located_student_score']:.2f}" in table[2]
+    assert len(table) == 2 + len(rows)  # header, rule, one line per setting
+    assert table[2].startswith("| rte | 58% | 0 | lagrangian, rate 50 |")
+    assert f"{rows[1]['located_student_score']:.2f}" in table[2]
+    assert any(line.startswith("| rte | 58% | 0 | projection, final T 0.1 |") for line in table)

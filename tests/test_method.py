@@ -8,7 +8,8 @@ from transformers import AutoModelForSequenceClassification
 from peerprune import anatomy, heads, peers
 from peerprune.anatomy import Capture
 from peerprune.glue import task_data
-from peerprune.locator import LocatorConfig, budget_schedule, locate, top_mask
+from peerprune.locator import (LocatorConfig, budget_schedule, budget_shift, locate,
+                               projected_logits, temperature, top_mask)
 from peerprune.losses import peer_loss
 from peerprune.models import load_model, load_tokenizer
 from peerprune.train import make_loader
@@ -166,7 +167,7 @@ def test_locator_keeps_exactly_the_budget_and_lambda_tracks_violation(data):
     teacher = load_model("tiny", seed=3)
     student = copy.deepcopy(teacher)
     cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, lr_lambda=1.0, batch_size=16, seed=0,
-                        min_one_per_layer=True)
+                        min_one_per_layer=True, budget_control="lagrangian")
     mask, gates, log = locate(teacher, student, train, tok, keep=3, config=cfg)
     assert int(mask.sum()) == 3 and (mask.sum(1) >= 1).all()
     assert log[0]["k_t"] == 8 and log[-1]["k_t"] == 3
@@ -252,3 +253,49 @@ def test_annealed_peer_weight_decays_to_zero_and_counts_training_steps_only(data
         with torch.no_grad():
             seen.append(float(loss_fn(student, batch)))
     assert seen == pytest.approx([ce_kd + w * peer for w in (1.0, 0.75, 0.75, 0.5)], rel=1e-5)
+
+
+def test_budget_shift_and_its_implicit_gradient():
+    """The shift puts E exactly on the target; through it, E does not move with any logit,
+    so a head's gradient pushes the others the opposite way."""
+    torch.manual_seed(0)
+    log_alpha = torch.randn(3, 4, requires_grad=True)
+    offset = 1.6
+    c = budget_shift(log_alpha, 5.0, offset)
+    assert float(torch.sigmoid(log_alpha.detach() + c + offset).sum()) == pytest.approx(5.0, abs=1e-6)
+    a = projected_logits(log_alpha, 5.0, 0.5, offset)
+    p = torch.sigmoid(a + offset)
+    assert p.sum().item() == pytest.approx(5.0, abs=1e-6)
+    grad, = torch.autograd.grad(p.sum(), log_alpha, retain_graph=True)
+    assert grad.abs().max() < 1e-6  # E is pinned: no logit can change it
+    grad, = torch.autograd.grad(p[0, 0], log_alpha)
+    assert grad[0, 0] > 0 and (grad.flatten()[1:] <= 0).all()
+    rows = projected_logits(log_alpha, [1.0, 2.0, 3.0], 1.0, offset)  # one target per layer
+    assert torch.sigmoid(rows + offset).sum(1).tolist() == pytest.approx([1.0, 2.0, 3.0], abs=1e-6)
+
+
+def test_temperature_is_one_then_falls_to_its_final_value():
+    assert temperature(0, 100, 0.1) == temperature(49, 100, 0.1) == 1.0
+    assert temperature(99, 100, 0.1) == pytest.approx(0.1)
+    assert 0.1 < temperature(75, 100, 0.1) < 1.0
+
+
+@pytest.mark.parametrize("allocation", ["auto", "uniform"])
+def test_projected_locator_follows_the_budget_and_ends_decisive(data, allocation):
+    """After the ramp E stays within one head of K_t, ends within half a head of K*, and the
+    kept heads are open (P >= 0.9) and the others shut (P <= 0.1) at the end."""
+    tok, train, _ = data
+    teacher = load_model("tiny", seed=3)
+    cfg = LocatorConfig(epochs=5, lr=1e-3, lr_gates=0.2, batch_size=16, seed=0,
+                        allocation=allocation)
+    mask, gates, log = locate(teacher, copy.deepcopy(teacher), train, tok, keep=4, config=cfg)
+    assert len(log) == 30 and int(mask.sum()) == 4
+    second_half = log[len(log) // 2:]
+    assert max(abs(e["expected_heads"] - e["k_t"]) for e in second_half) <= 1.0
+    assert abs(log[-1]["expected_heads"] - 4) <= 0.5
+    p = torch.tensor(log[-1]["open_probability"])
+    assert (p[mask > 0] >= 0.9).all() and (p[mask == 0] <= 0.1).all()
+    if allocation == "uniform":
+        assert mask.sum(1).tolist() == [2, 2]
+        assert p.sum(1).tolist() == pytest.approx([2, 2], abs=0.5)
+    assert {"shift", "temperature", "k_t", "expected_heads", "open_per_layer"} <= set(log[-1])

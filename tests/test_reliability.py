@@ -79,14 +79,18 @@ def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path,
             for d, s in (("none", 0), ("kd", 0), ("none", 1))]
     assert [r["choice"]["reused"] for r in hisp] == [False, True, False]
     assert hisp[0]["kept_heads"] == hisp[1]["kept_heads"]
-    # an option only the method reads (the multiplier rate) is no part of a baseline's
-    # identity: the finished HISP run is found, not recomputed; the method's run is new
-    other_rate = replace(base, lr_lambda=base.lr_lambda + 1)
-    again = run_pruning(replace(other_rate, method="hisp", distill="none"))
+    # an option only the method reads (the gates' final temperature) is no part of a
+    # baseline's identity: the finished HISP run is found, not recomputed; the method's is new
+    other = replace(base, final_temperature=base.final_temperature / 2)
+    again = run_pruning(replace(other, method="hisp", distill="none"))
     assert again["config_hash"] == hisp[0]["config_hash"] and again["wall_s"] == hisp[0]["wall_s"]
-    assert again["options"]["lr_lambda"] == base.lr_lambda  # the stored record, not a new run
-    apd = run_pruning(ablation(other_rate, "default"))
-    assert apd["options"]["lr_lambda"] == base.lr_lambda + 1 and not apd["choice"]["reused"]
+    assert again["options"]["final_temperature"] == base.final_temperature  # the stored record
+    apd = run_pruning(ablation(other, "default"))
+    assert apd["options"]["final_temperature"] == other.final_temperature
+    assert not apd["choice"]["reused"]
+    # the multiplier rate means nothing to the projection: no part of its identity
+    assert identity(asdict(replace(base, lr_lambda=9.0).resolved())) == identity(asdict(base.resolved()))
+    assert "lr_lambda" in identity(asdict(ablation(base, "lagrangian").resolved()))
     # the peer loss weight (added after results were committed) leaves the identity of the
     # runs that do not set it unchanged, reuses the choice, and changes the fine-tuning
     assert "peer_beta" not in identity(asdict(base.resolved()))
