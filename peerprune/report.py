@@ -88,6 +88,17 @@ def frame_to_markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Variants beside the defaults in the comparison and the sweep: the method with the locator's
+# learned multipliers (the default before the projection), so that before and after share
+# one table.
+COMPARED_VARIANTS = ("default", "lagrangian")
+
+
+def column_name(method: str, distill: str, variant: str = "default") -> str:
+    """A comparison column: `method (distill)`, or `method (distill, variant)`."""
+    return f"{method} ({distill})" if variant == "default" else f"{method} ({distill}, {variant})"
+
+
 def comparison_frame(profile: str, target: float = 0.58, results_root=None):
     """The GLUE-style table: per task, the dense teacher and every (method, distill) at one
     target sparsity (mean over seeds), with the share of heads removed."""
@@ -96,11 +107,12 @@ def comparison_frame(profile: str, target: float = 0.58, results_root=None):
     if df.empty:
         return pd.DataFrame()
     dense = df[df["method"] == "dense"].groupby("task")["score"].max().rename("dense")
-    runs = df[(df["method"] != "dense") & (df["variant"] == "default")
+    runs = df[(df["method"] != "dense") & df["variant"].isin(COMPARED_VARIANTS)
               & ((df["target_sparsity"] - target).abs() < 0.01)]
     if runs.empty:
         return dense.to_frame()
-    runs = runs.assign(column=runs["method"] + " (" + runs["distill"] + ")")
+    runs = runs.assign(column=[column_name(m, d, v) for m, d, v in
+                               zip(runs["method"], runs["distill"], runs["variant"])])
     wide = runs.pivot_table(index="task", columns="column", values="score", aggfunc="mean")
     metric = df.groupby("task")["metric"].first()
     removed = runs.groupby("task")["sparsity"].mean().rename("heads removed")
@@ -127,9 +139,9 @@ def comparison_table(profile: str, results_root=None, target: float = 0.58) -> s
     table = comparison_frame(profile, target, results_root)
     if table.empty:
         return f"_No results for profile `{profile}` yet._\n"
-    spread = {(g["task"], f"{g['method']} ({g['distill']})"): g
+    spread = {(g["task"], column_name(g["method"], g["distill"], g["variant"])): g
               for g in _seed_groups(profile, results_root)
-              if g["variant"] == "default" and abs(g["target_sparsity"] - target) < 0.01}
+              if g["variant"] in COMPARED_VARIANTS and abs(g["target_sparsity"] - target) < 0.01}
     cells = table.astype(object)
     for (task, column), g in spread.items():
         if task in cells.index and column in cells.columns:
@@ -187,33 +199,50 @@ def seeds_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ablation_of(variant: str) -> tuple[str, str] | None:
+    """(ablation, budget control) of a variant of the method: `no-merge` is the projection's
+    no-merge, `no-merge-lagrangian` and `lagrangian` the learned multipliers' (see
+    `migrations.lagrangian_variant`); None for any other variant."""
+    from .prune import ABLATIONS
+    if variant == "lagrangian":
+        return "default", "lagrangian"
+    if variant.endswith("-lagrangian") and variant[:-len("-lagrangian")] in ABLATIONS:
+        return variant[:-len("-lagrangian")], "lagrangian"
+    return (variant, "projection") if variant in ABLATIONS else None
+
+
 def ablation_table(profile: str, results_root=None, target: float = 0.58) -> str:
-    """Markdown: per task, the method's default and each of its ablations (`prune.ABLATIONS`,
-    at today's defaults) at one target sparsity; a cell averaged over seeds shows
+    """Markdown: per task and budget control, the method's default and each of its ablations
+    (`prune.ABLATIONS`) at one target sparsity; a cell averaged over seeds shows
     `mean ± standard deviation (n seeds)`, and the default's first seed has a column of its
     own, to compare with the ablations run on that seed only. Other variants (such as runs
-    relabelled after a default changed) are left to the table of every run."""
+    relabelled after a multiplier rate changed) are left to the table of every run."""
     from .prune import ABLATIONS
-    cells: dict[str, dict[str, list[float]]] = {}
+    cells: dict[tuple, dict[str, list[float]]] = {}
     meta: dict[str, tuple] = {}
     for (task, model, t, method, distill, variant), by_seed in _configurations(
             profile, results_root).items():
-        if method != "apd" or variant not in ABLATIONS or abs(t - target) >= 0.01:
+        named = _ablation_of(variant)
+        if method != "apd" or named is None or named == ("lagrangian", "projection") \
+                or abs(t - target) >= 0.01:
             continue
         scores = [by_seed[seed]["score"] for seed in sorted(by_seed)]
-        cells.setdefault(task, {})[variant] = scores
+        cells.setdefault((task, named[1]), {})[named[0]] = scores
         first = next(iter(by_seed.values()))
         meta[task] = (first["metric"], first["teacher_score"])
-    tasks = [task for task in sorted(cells) if set(cells[task]) - {"default"}]
-    if not tasks:
+    rows = [key for key in sorted(cells, key=lambda k: (k[0], k[1] != "projection"))
+            if set(cells[key]) - {"default"}]
+    if not rows:
         return f"_No ablation of the method for profile `{profile}` yet._\n"
-    variants = [v for v in ABLATIONS if any(v in cells[task] for task in tasks)]
-    head = ["task", "metric", "dense", "default, first seed", *variants]
+    variants = [v for v in ABLATIONS if v != "lagrangian" and any(v in cells[k] for k in rows)]
+    head = ["task", "budget control", "metric", "dense", "default, first seed", *variants]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for task in tasks:
-        default = cells[task].get("default")
-        row = [task, meta[task][0], _fmt(meta[task][1]), _fmt(default[0] if default else None)]
-        row += [_spread(cells[task][v]) if v in cells[task] else "" for v in variants]
+    for task, control in rows:
+        these = cells[(task, control)]
+        default = these.get("default")
+        row = [task, control, meta[task][0], _fmt(meta[task][1]),
+               _fmt(default[0] if default else None)]
+        row += [_spread(these[v]) if v in these else "" for v in variants]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -225,14 +254,15 @@ def sweep_rows(profile: str, results_root=None) -> list[dict]:
     groups = _configurations(profile, results_root)
     by_task: dict[str, dict[float, dict]] = {}
     for (task, model, target, method, distill, variant), by_seed in groups.items():
-        if variant != "default":
+        if variant not in COMPARED_VARIANTS:
             continue
         rs = list(by_seed.values())
         row = by_task.setdefault(task, {}).setdefault(target, {
             "task": task, "metric": rs[0]["metric"], "target_sparsity": target,
             "heads_kept": sum(rs[0]["heads_per_layer"]), "teacher": rs[0]["teacher_score"],
             "scores": {}})
-        row["scores"][f"{method} ({distill})"] = (sum(r["score"] for r in rs) / len(rs), len(rs))
+        row["scores"][column_name(method, distill, variant)] = (
+            sum(r["score"] for r in rs) / len(rs), len(rs))
     return [row for task in sorted(by_task) if len(by_task[task]) > 1
             for _, row in sorted(by_task[task].items())]
 
@@ -289,27 +319,86 @@ def sweep_table(profile: str, results_root=None, column: str = "apd (peer)",
 
 def locator_probe_table(profile: str, results_root=None) -> str:
     """Markdown of results/<profile>/locator_probe/*.json (benchmarks/locator_probe.py): per
-    task and multiplier rate, how E followed the budget and what the mask is worth."""
+    task, sparsity, seed and budget control, how E followed the budget and what the mask is
+    worth."""
     import json
     files = sorted((Path(results_root or RESULTS_DIR) / profile / "locator_probe").glob("*.json"))
     rows = [r for f in files for r in json.loads(f.read_text())]
     if not rows:
         return f"_No locator probe for profile `{profile}` yet: run `python benchmarks/locator_probe.py`._\n"
-    head = ["task", "multiplier rate", "steps", "K*", "lowest E after K_t = K*", "E at the end",
+    head = ["task", "heads removed", "seed", "budget control", "steps", "K*",
+            "lowest E after K_t = K*", "E at the end", "max abs(E - K_t), second half",
             "teacher", "teacher, masked", "located student, masked", "kept heads per layer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["task"], r["sparsity"], -r["lr_lambda"])):
+
+    def order(r):
+        s = _probe_setting(r)
+        return (r["task"], r["sparsity"], s["seed"], s["budget"],
+                -s.get("lr_lambda", 0), -s.get("final_temperature", 0))
+    for r in sorted(rows, key=order):
+        s = _probe_setting(r)
+        control = (f"projection, final T {s['final_temperature']:g}" if s["budget"] == "projection"
+                   else f"lagrangian, rate {s['lr_lambda']:g}")
+        gap = max(abs(e - k) for _, e, k in r["trajectory"][len(r["trajectory"]) // 2:])
         lines.append("| " + " | ".join([
-            r["task"], f"{r['lr_lambda']:g}", str(r["steps"]), str(r["keep"]),
-            f"{r['min_expected_after_budget']:.1f}", f"{r['final_expected']:.1f}",
-            _fmt(r["teacher_score"]), _fmt(r["masked_teacher_score"]),
+            r["task"], f"{r['sparsity']:.0%}", str(s["seed"]), control, str(r["steps"]),
+            str(r["keep"]), f"{r['min_expected_after_budget']:.1f}", f"{r['final_expected']:.1f}",
+            f"{gap:.1f}", _fmt(r["teacher_score"]), _fmt(r["masked_teacher_score"]),
             _fmt(r["located_student_score"]), str(r["heads_per_layer"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _probe_setting(row: dict) -> dict:
+    """A probe row's budget control and knob; rows made before the projection existed are
+    the Lagrangian's at seed 0."""
+    budget = row.get("budget", "lagrangian")
+    knob = ({"final_temperature": row["final_temperature"]} if budget == "projection"
+            else {"lr_lambda": row["lr_lambda"]})
+    return {"seed": row.get("seed", 0), "budget": budget, **knob}
+
+
+def locator_budget_rows(profile: str, results_root=None) -> list[dict]:
+    """For every run of the method with a locator log: its budget control, K*, E at the
+    end, the largest |E - K_t| over the second half of the search, and the kept heads per
+    layer."""
+    out = []
+    for r in load_results(results_root, profile=profile, method="apd"):
+        log = r.get("locator_log")
+        if not log:
+            continue
+        second = log[len(log) // 2:]
+        out.append({"task": r["task"], "target_sparsity": r["target_sparsity"], "seed": r["seed"],
+                    "variant": r["variant"], "distill": r["distill"],
+                    "budget": r["options"].get("budget_control", "lagrangian"),
+                    "keep": sum(r["heads_per_layer"]), "final_expected": log[-1]["expected_heads"],
+                    "max_gap": max(abs(e["expected_heads"] - e["k_t"]) for e in second),
+                    "heads_per_layer": r["heads_per_layer"], "score": r["score"]})
+    return sorted(out, key=lambda x: (x["task"], x["target_sparsity"], x["budget"] != "projection",
+                                      x["variant"], x["seed"]))
+
+
+def locator_budget_table(profile: str, results_root=None) -> str:
+    """Markdown: the locator on budget, one line per run of the method (`locator_budget_rows`);
+    on budget means max |E - K_t| <= 1 over the second half and |E - K*| <= 0.5 at the end."""
+    rows = locator_budget_rows(profile, results_root)
+    if not rows:
+        return f"_No run of the method with a locator log for profile `{profile}` yet._\n"
+    head = ["task", "heads removed", "budget control", "variant", "seed", "K*", "E at the end",
+            "max abs(E - K_t), second half", "on budget", "kept heads per layer"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for x in rows:
+        ok = x["max_gap"] <= 1 and abs(x["final_expected"] - x["keep"]) <= 0.5
+        lines.append("| " + " | ".join([
+            x["task"], f"{x['target_sparsity']:.0%}", x["budget"], x["variant"], str(x["seed"]),
+            str(x["keep"]), f"{x['final_expected']:.1f}", f"{x['max_gap']:.1f}",
+            "yes" if ok else "no", str(x["heads_per_layer"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
 TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
-          "sweep": sweep_table, "locator-probe": locator_probe_table}
+          "sweep": sweep_table, "locator-probe": locator_probe_table,
+          "locator-budget": locator_budget_table}
 
 
 def benchmark_table(results_root=None) -> str:

@@ -39,13 +39,21 @@ def test_ablation_table_puts_each_variant_beside_the_default(shared_glue, tmp_re
     no_merge = run_pruning(ablation(base, "no-merge"))
     run_pruning(ablation(replace(base, sparsity=0.75), "joint"))  # another sparsity: left out
     run_pruning(replace(base, variant="old-default"))  # not an ablation: left out
+    # the learned multipliers' default and their no-merge: a row of their own
+    old = run_pruning(ablation(base, "lagrangian"))
+    old_no_merge = run_pruning(replace(ablation(base, "no-merge"), budget_control="lagrangian",
+                                       variant="no-merge-lagrangian"))
     table = ablation_table("smoke", tmp_results / "results", target=0.5).splitlines()
-    assert table[0] == "| task | metric | dense | default, first seed | default | no-merge |"
+    assert table[0] == ("| task | budget control | metric | dense | default, first seed | default "
+                        "| no-merge |")
     scores = [default[1]["score"], default[0]["score"]]  # seeds 0, 1
     mean, std = statistics.mean(scores), statistics.stdev(scores)
-    assert table[2] == (f"| rte | accuracy | {default[0]['teacher_score']:.2f} | {scores[0]:.2f} | "
+    teacher = f"{default[0]['teacher_score']:.2f}"
+    assert table[2] == (f"| rte | projection | accuracy | {teacher} | {scores[0]:.2f} | "
                         f"{mean:.2f} ± {std:.2f} (2) | {no_merge['score']:.2f} |")
-    assert len(table) == 3
+    assert table[3] == (f"| rte | lagrangian | accuracy | {teacher} | {old['score']:.2f} | "
+                        f"{old['score']:.2f} | {old_no_merge['score']:.2f} |")
+    assert len(table) == 4
     assert "No ablation" in ablation_table("smoke", tmp_results / "results", target=0.25)
 
 
