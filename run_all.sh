@@ -81,4 +81,4 @@ done
 echo "done in $(( $(date +%s) - start )) s"
 echo "executed notebooks: $out/"
 echo "results: results/$profile/   tables: results/$profile/tables/   figures: figures/$profile/"
-echo "README tables rewritten for profile $profile (sections <!-- table:NAME:$profile -->)"
+echo "README.md and docs/findings.md: their table sections for profile $profile are rewritten by notebook 07 (it prints which changed)"

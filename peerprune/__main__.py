@@ -39,9 +39,11 @@ def _prune(args) -> None:
 
 
 def _report(args) -> None:
-    from .report import update_readme
-    path = update_readme(args.readme, args.profile)
-    print(f"rewrote the results tables in {path}")
+    from .report import DOCUMENTS, update_documents
+    changed = update_documents(args.profile, root=args.root)
+    print(f"tables of profile {args.profile} written to results/{args.profile}/tables/; "
+          + (f"rewrote {', '.join(map(str, changed))}" if changed
+             else f"{', '.join(DOCUMENTS)} already up to date"))
 
 
 def main(argv=None) -> int:
@@ -71,8 +73,9 @@ def main(argv=None) -> int:
                          "apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
     pr.set_defaults(run=_prune)
-    r = sub.add_parser("report", help="rewrite the README's results tables from results/")
-    r.add_argument("--readme", default="README.md")
+    r = sub.add_parser("report", help="rewrite the results tables of README.md and "
+                                          "docs/findings.md from results/")
+    r.add_argument("--root", default=".", help="the folder holding README.md and docs/")
     r.add_argument("--profile", default="full", choices=list(PROFILES))
     r.set_defaults(run=_report)
     args = parser.parse_args(argv)

@@ -93,7 +93,8 @@ def score_vs_sparsity(frame: pd.DataFrame, dense: pd.DataFrame):
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sub = frame[frame["task"] == task].copy()
-        sub["run"] = sub["method"] + " (" + sub["distill"] + ")"
+        sub["run"] = [f"{m} ({d})" if v == "default" else f"{m} ({d}, {v})"
+                      for m, d, v in zip(sub["method"], sub["distill"], sub["variant"])]
         sns.lineplot(sub, x="sparsity", y="score", hue="run", marker="o", ax=ax,
                      errorbar=None, hue_order=sorted(sub["run"].unique()))
         d = dense[dense["task"] == task]

@@ -1,7 +1,7 @@
-"""Tables generated from results/*.json, and the README sections that show them.
+"""Tables generated from results/*.json, and the document sections that show them.
 
-A README section between `<!-- table:NAME:PROFILE -->` and `<!-- /table:NAME:PROFILE -->`
-is rewritten from the results; nothing in it is typed by hand.
+A section of README.md or docs/findings.md between `<!-- table:NAME:PROFILE -->` and
+`<!-- /table:NAME:PROFILE -->` is rewritten from the results; nothing in it is typed by hand.
 """
 from __future__ import annotations
 
@@ -395,7 +395,39 @@ def locator_budget_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"dense-teacher": dense_teacher_table, "pruning": pruning_table,
+def headline_table(profile: str, results_root=None, target: float = 0.58) -> str:
+    """Markdown: per task at one target sparsity, the teacher, the method (each budget
+    control) and the best baseline, each a mean over its seeds."""
+    groups = _configurations(profile, results_root)
+    rows: dict[str, dict] = {}
+    for (task, model, t, method, distill, variant), by_seed in groups.items():
+        if abs(t - target) >= 0.01 or variant not in COMPARED_VARIANTS:
+            continue
+        rs = list(by_seed.values())
+        row = rows.setdefault(task, {"metric": rs[0]["metric"], "teacher": rs[0]["teacher_score"],
+                                     "runs": {}})
+        row["runs"][column_name(method, distill, variant)] = (
+            sum(r["score"] for r in rs) / len(rs), len(rs))
+    if not rows:
+        return f"_No results at {target:.0%} of heads removed for profile `{profile}` yet._\n"
+    head = ["task", "metric", "teacher", "the method", "the method, learned multipliers",
+            "best baseline", "its score"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(run):
+        return "" if run is None else f"{run[0]:.2f}" + (f" ({run[1]} seeds)" if run[1] > 1 else "")
+    for task in sorted(rows):
+        runs = rows[task]["runs"]
+        baselines = {k: v for k, v in runs.items() if not k.startswith("apd ")}
+        best = max(baselines, key=lambda k: baselines[k][0]) if baselines else None
+        lines.append("| " + " | ".join([
+            task, rows[task]["metric"], _fmt(rows[task]["teacher"]), cell(runs.get("apd (peer)")),
+            cell(runs.get("apd (peer, lagrangian)")), best or "",
+            cell(baselines.get(best))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
           "sweep": sweep_table, "locator-probe": locator_probe_table,
           "locator-budget": locator_budget_table}
@@ -453,18 +485,38 @@ def replace_section(text: str, name: str, profile: str | None, body: str) -> tup
     return pattern.sub(lambda _: f"{start}\n{body}{end}", text), True
 
 
+# The documents whose table sections `report` rewrites.
+DOCUMENTS = ("README.md", "docs/findings.md")
+
+
+def update_documents(profile: str = "full", results_root=None, root: str | Path = ".",
+                     documents=DOCUMENTS) -> list[Path]:
+    """Write every table to results/<profile>/tables/ and into the sections of each document
+    (README.md, docs/findings.md) under `root`; return the documents whose text changed."""
+    out_dir = Path(results_root or RESULTS_DIR) / profile / "tables"
+    bodies = {}
+    for name, make in TABLES.items():
+        bodies[(name, profile)] = make(profile, results_root)
+        atomic_write_text(out_dir / f"{name}.md", bodies[(name, profile)])
+    for name, make in GLOBAL_TABLES.items():
+        bodies[(name, None)] = make(results_root)
+    changed = []
+    for doc in documents:
+        path = Path(root) / doc
+        if not path.is_file():
+            continue
+        text = old = path.read_text()
+        for (name, prof), body in bodies.items():
+            text, _ = replace_section(text, name, prof, body)
+        if text != old:
+            atomic_write_text(path, text)
+            changed.append(path)
+    return changed
+
+
 def update_readme(readme: str | Path = "README.md", profile: str = "full",
                   results_root=None) -> Path:
-    """Write every table to results/<profile>/tables/ and into the README's sections."""
+    """Write every table to results/<profile>/tables/ and into the sections of one document."""
     readme = Path(readme)
-    out_dir = Path(results_root or RESULTS_DIR) / profile / "tables"
-    text = readme.read_text() if readme.is_file() else ""
-    for name, make in TABLES.items():
-        body = make(profile, results_root)
-        atomic_write_text(out_dir / f"{name}.md", body)
-        text, _ = replace_section(text, name, profile, body)
-    for name, make in GLOBAL_TABLES.items():
-        text, _ = replace_section(text, name, None, make(results_root))
-    if readme.is_file():
-        atomic_write_text(readme, text)
+    update_documents(profile, results_root, readme.parent, (readme.name,))
     return readme
