@@ -1,38 +1,34 @@
-"""One entry point for a pruning run, used by notebooks, scripts and tests alike.
+"""A pruning run's options and bookkeeping, used by notebooks, scripts and tests alike.
 
     result = run_pruning(PruneConfig(task="mrpc", method="apd", sparsity=0.58))
 
-It takes the task's dense teacher (see `teacher.py`), finds a mask with the method's
-locator, recovers (for `apd`: peer assignment, peer merge, physical removal), fine-tunes
-with the chosen distillation, saves the pruned model with `save_pretrained` and writes
-one results JSON. A finished run with the same configuration is reused, not rerun.
+`PruneConfig` is a run's options; `run_identity` what its hash covers; `run_pruning` takes
+the task's dense teacher (`teacher.py`), runs `pipeline.prune_pipeline` with the method's
+selector (`selectors.py`, its choice cached by `choices.py`), saves the pruned model with
+`save_pretrained` and writes one results JSON. A finished run with the same configuration
+is read back, not rerun.
 """
 from __future__ import annotations
 
-import copy
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
 
-from . import anatomy, heads, peers
-from .anatomy import Capture, head_dim
-from .glue import get_task, subsample, task_data
-from .baselines import hisp_mask, l0_mask, random_mask
+from . import heads, peers
 from .choices import choice_dir, l0_tries_dir, load_choice, save_choice
-from .locator import BUDGETS, LocatorConfig, locate, top_mask
-from .losses import kd_loss, peer_loss
+from .glue import get_task, subsample, task_data
+from .locator import BUDGETS, LocatorConfig, uniform_counts
 from .metrics import primary_score
-from .models import model_for_task, save_model
-from .smp import SMPConfig, smp
+from .models import save_model
+from .pipeline import Clock, Inputs, prune_pipeline
 from .profiles import get_profile
 from .results import config_hash, find_result, result_path, save_result, versions
-from .teacher import CHECKPOINTS_DIR, load_teacher, task_checkpoints
-from .train import TrainConfig, fine_tune, make_loader, pick_device
+from .selectors import SELECTORS, HeadChoice
+from .teacher import load_teacher, task_checkpoints
+from .train import TrainConfig, make_loader, pick_device
 
-METHODS = ("apd", "random", "hisp", "l0", "smp")
+METHODS = tuple(SELECTORS)  # every registered head selection (selectors.py)
 DISTILLS = ("none", "kd", "peer")
 
 
@@ -198,90 +194,9 @@ def ablation(config: PruneConfig, name: str) -> PruneConfig:
     return replace(config, variant=name, **ABLATIONS[name])
 
 
-def peer_weight(c: PruneConfig, step: int, total_steps: int) -> float:
-    """The peer loss's weight at training step `step` (0-based) of `total_steps`."""
-    beta = c.beta if c.peer_beta is None else c.peer_beta
-    if c.peer_schedule == "linear":
-        return beta * max(0.0, 1.0 - step / max(1, total_steps))
-    return beta
-
-
-def distillation_loss(teacher, c: PruneConfig, groups=None, d_h: int = 0,
-                      total_steps: int = 1):
-    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ weight*peer loss), the
-    weight following `peer_weight` over the `total_steps` training calls."""
-    peer = c.distill == "peer" and peer_weight(c, 0, total_steps) > 0
-    step = 0
-
-    def loss_fn(model, batch):
-        nonlocal step
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if c.distill == "none":
-            return model(**batch).loss
-        with torch.no_grad(), Capture(teacher) as t_cap:
-            t_out = teacher(**inputs)
-        with Capture(model) as s_cap:
-            s_out = model(**batch)
-        loss = s_out.loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
-        if peer:
-            tokens = batch["attention_mask"].bool()
-            loss = loss + peer_weight(c, step, total_steps) * peer_loss(
-                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint",
-                absorbing_only=c.peer_heads == "absorbing")
-        step += model.training
-        return loss
-    return loss_fn
-
-
-def choose_heads(c: PruneConfig, teacher, train, tokenizer, keep: int, calib_loader, lr: float,
-                 batch_size: int, model_name: str, glue_dir=None, checkpoints_root=None,
-                 l0_tries=None):
-    """The method's mask, the locator's trained model (apd; else None), and what the run
-    should record about the choice. `l0_tries`: where L0 keeps its penalty tries."""
-    n_layers, n_heads = heads.num_layers_heads(teacher)
-    loc_cfg = c.locator_config(lr, batch_size)
-    if c.method == "apd":
-        located = copy.deepcopy(teacher)
-        mask, gates, log = locate(teacher, located, train, tokenizer, keep, loc_cfg)
-        return mask, located, {"locator_log": _thin(log),
-                               "log_alpha": gates.log_alpha.detach().cpu().tolist()}
-    if c.method == "random":
-        return random_mask(n_layers, n_heads, keep, c.seed, c.min_one_per_layer), None, {}
-    if c.method == "hisp":
-        mask, log = hisp_mask(teacher, calib_loader, keep, c.hisp_step, c.min_one_per_layer)
-        return mask, None, {"hisp_steps": [s["kept"] for s in log],
-                            "importance": log[0]["importance"]}
-    if c.method == "l0":
-        mask, sweep, gates = l0_mask(teacher, train, tokenizer, keep, loc_cfg, c.l0_start,
-                                     tries_dir=l0_tries)
-        return mask, None, {"l0_sweep": sweep, "log_alpha": gates.log_alpha.detach().cpu().tolist()}
-    if c.method == "smp":  # scores the heads of the pretrained model
-        pretrained = model_for_task(model_name, c.task, seed=c.seed)
-        cfg = SMPConfig(steps=c.smp_steps, sentences=c.smp_sentences, batch_size=batch_size,
-                        seed=c.seed)
-        mask, extra = smp(pretrained, model_name, c.task, train, tokenizer, keep, cfg, glue_dir,
-                          checkpoints_root or CHECKPOINTS_DIR)
-        return mask, None, extra
-    raise ValueError(f"unknown method {c.method!r}; valid: {', '.join(METHODS)}")
-
-
-def start_model(c: PruneConfig, teacher, located, model_name: str):
-    """The (unpruned) weights the final fine-tuning starts from: the teacher's, the
-    locator's (apd with init "locator"), or the pretrained model's (SMP, as in its paper)."""
-    if c.method == "smp":
-        return model_for_task(model_name, c.task, seed=c.seed)
-    if c.method == "apd" and c.init == "locator":
-        return located
-    return copy.deepcopy(teacher)
-
-
-def _thin(log: list, most: int = 400) -> list:
-    step = max(1, -(-len(log) // most))
-    return log[::step] + ([log[-1]] if log and (len(log) - 1) % step else [])
-
-
 def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_root=None) -> dict:
-    """Prune, recover, fine-tune, evaluate, save; return the result record."""
+    """Prune, recover, fine-tune, evaluate, save; return the result record. A finished run
+    with the same configuration is read back, not rerun."""
     c = c.resolved()
     check_config(c)
     p = get_profile(c.profile)
@@ -290,13 +205,10 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
                                                 results_root, checkpoints_root)
     n_layers, n_heads = heads.num_layers_heads(teacher)
     keep = c.budget(n_layers * n_heads)
-    # refuse, before any training, a budget the final mask's per-layer rule cannot meet
-    top_mask(torch.zeros(n_layers, n_heads), keep, c.allocation if c.method == "apd" else "auto",
-             c.min_one_per_layer)
+    check_budget(c, keep, n_layers, n_heads)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
                             epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
     full = run_identity(c, keep, train_cfg, t_result["config_hash"])
-    options = full["prune"]  # what the run's hash and its head choice's key cover
     h = config_hash(full)
     stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
             "distill": c.distill, "variant": c.variant,
@@ -306,80 +218,70 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     if done:
         return done
     start = time.perf_counter()
-    device = pick_device(train_cfg.device)
-    teacher.to(device).eval()
+    teacher.to(pick_device(train_cfg.device)).eval()
+    task_dir = task_checkpoints(c.profile, model_name, c.task, checkpoints_root)
+    inputs = run_inputs(c, p, tokenizer, train_cfg, model_name, glue_dir, checkpoints_root,
+                        l0_tries_dir(task_dir, full["prune"], t_result["config_hash"],
+                                     train_cfg.to_dict(), p.train_examples))
+    where = choice_dir(task_dir, full["prune"], keep, t_result["config_hash"],
+                       train_cfg.to_dict(), p.train_examples)
+    clock = Clock()
+    student, choice, record = prune_pipeline(teacher, inputs, c, keep, train_cfg,
+                                             cached(SELECTORS[c.method], where, c), clock)
+    ckpt = task_dir / f"{c.method}-{h}"
+    save_model(student, tokenizer, ckpt, peerprune_config=full)
+    result = {**stub, **describe(student, c.task, record["history"]),
+              "wall_s": round(time.perf_counter() - start, 1),
+              "timings": {k: round(v, 1) for k, v in clock.items()}, "config_hash": h,
+              "options": asdict(c), "train": train_cfg.to_dict(),
+              "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
+              **record, **choice.record, "checkpoint": str(ckpt), "versions": versions()}
+    save_result(result, results_root)
+    return result
+
+
+def check_budget(c: PruneConfig, keep: int, n_layers: int, n_heads: int) -> None:
+    """Refuse, before any training, a budget the final mask's per-layer rule cannot meet."""
+    allocation = c.allocation if c.method == "apd" else "auto"
+    if allocation == "uniform":
+        uniform_counts(keep, n_layers, n_heads)
+    if c.min_one_per_layer and keep < n_layers:
+        raise ValueError(f"at least one head per layer needs keep >= {n_layers}, got {keep}")
+
+
+def run_inputs(c: PruneConfig, p, tokenizer, train_cfg: TrainConfig, model_name: str,
+               glue_dir, checkpoints_root, l0_tries) -> Inputs:
+    """The task's data (the profile's subsample) and the run's calibration sample."""
     train, evals = task_data(c.task, tokenizer, glue_dir=glue_dir, max_length=p.max_length,
                              train_examples=p.train_examples, eval_examples=p.eval_examples,
                              seed=0)
-    calib_loader = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 32, False)
-    timings = {}
-    t0 = time.perf_counter()
-    # only the method uses the teacher's head statistics (peers and merge)
-    teacher_stats = anatomy.collect_stats(teacher, calib_loader) if c.method == "apd" else None
-    timings["anatomy_s"] = time.perf_counter() - t0
+    calib = make_loader(subsample(train, c.calib_examples, c.seed), tokenizer, 32, False)
+    return Inputs(tokenizer, train, evals[next(iter(evals))], calib, model_name, train_cfg.lr,
+                  p.batch_size, glue_dir, checkpoints_root, l0_tries)
 
-    # where to prune (computed once per choice, see choices.py), and the weights the
-    # final fine-tuning starts from
-    t0 = time.perf_counter()
-    task_dir = task_checkpoints(c.profile, model_name, c.task, checkpoints_root)
-    where = choice_dir(task_dir, options, keep, t_result["config_hash"], train_cfg.to_dict(),
-                       p.train_examples)
-    l0_tries = l0_tries_dir(task_dir, options, t_result["config_hash"], train_cfg.to_dict(),
-                            p.train_examples)  # L0's penalty tries, shared by every budget
-    saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
-    if saved:
-        mask, extra, located = saved
-    else:
-        mask, located, extra = choose_heads(c, teacher, train, tokenizer, keep, calib_loader,
-                                            train_cfg.lr, p.batch_size, model_name, glue_dir,
-                                            checkpoints_root, l0_tries)
-        save_choice(where, mask, extra, located, tokenizer)
-    extra["choice"] = {"path": str(where), "reused": bool(saved)}
-    student = start_model(c, teacher, located, model_name)
-    timings["locate_s"] = time.perf_counter() - t0
 
-    # apd: peer assignment (from the teacher), merge; every method: physical removal
-    t0 = time.perf_counter()
-    assignment = [{} for _ in range(n_layers)]
-    if c.method == "apd":
-        assignment = peers.assign_peers(anatomy.similarity(teacher_stats, "cosine"), mask)
-        stats = teacher_stats if c.init == "teacher" else anatomy.collect_stats(student, calib_loader)
-        kept = heads.kept_from_mask(mask)
-        weights = peers.merged_weights(stats, mask, assignment, c.merge, c.rho)
-        plain = [s.weight for s in stats]
-        extra["reconstruction_error"] = {
-            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, plain, kept)],
-            c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(stats, weights, kept)]}
-        peers.merge_and_prune(student, weights, mask)
-    else:
-        heads.prune(student, mask)
-    for prm in student.parameters():
-        prm.requires_grad_(True)
-    timings["merge_s"] = time.perf_counter() - t0
-    extra["peers"] = [{str(k): v for k, v in a.items()} for a in assignment]
+def cached(select, where: Path, c: PruneConfig):
+    """`select`, reading its choice back from `where` when a run with the same options
+    before the choice saved one there (choices.py), and saving a new one."""
+    def select_or_load(teacher, inputs, keep, config):
+        saved = load_choice(where, with_located=c.method == "apd" and c.init == "locator")
+        if saved:
+            mask, record, located = saved
+            choice = HeadChoice(mask, record, located)
+        else:
+            choice = select(teacher, inputs, keep, config)
+            save_choice(where, choice.mask, choice.record, choice.located, inputs.tokenizer)
+        choice.record["choice"] = {"path": str(where), "reused": bool(saved)}
+        return choice
+    return select_or_load
 
-    # fine-tuning with the chosen distillation
-    t0 = time.perf_counter()
-    groups = peers.peer_groups(assignment, mask)
-    steps = math.ceil(len(train) / train_cfg.batch_size) * train_cfg.epochs
-    loss_fn = distillation_loss(teacher, c, groups, head_dim(teacher), steps)
-    history = fine_tune(student, c.task, train, evals[next(iter(evals))], tokenizer, train_cfg,
-                        loss_fn=loss_fn, desc=f"{c.method} {c.task} {c.variant}")
-    timings["fine_tune_s"] = time.perf_counter() - t0
-    wall = time.perf_counter() - start
 
-    ckpt = task_dir / f"{c.method}-{h}"
-    save_model(student, tokenizer, ckpt, peerprune_config=full)
-    scores = history[-1]["scores"]
-    spec = get_task(c.task)
+def describe(student, task: str, history: list[dict]) -> dict:
+    """What a result says about the pruned model: its scores, heads and cost."""
+    n_layers, n_heads = heads.num_layers_heads(student)
     per_layer = heads.heads_per_layer(student)
-    result = {**stub, "sparsity": round(1 - sum(per_layer) / (n_layers * n_heads), 4),
-              "metric": spec.primary_metric, "score": primary_score(c.task, scores),
-              "scores": scores, "heads_per_layer": per_layer, "kept_heads": heads.kept_heads(student),
-              "params": heads.count_params(student), "flops": heads.flops(student, 128),
-              "wall_s": round(wall, 1), "timings": {k: round(v, 1) for k, v in timings.items()},
-              "config_hash": h, "options": asdict(c), "train": train_cfg.to_dict(),
-              "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
-              "history": history, **extra, "checkpoint": str(ckpt), "versions": versions()}
-    save_result(result, results_root)
-    return result
+    scores = history[-1]["scores"]
+    return {"sparsity": round(1 - sum(per_layer) / (n_layers * n_heads), 4),
+            "metric": get_task(task).primary_metric, "score": primary_score(task, scores),
+            "scores": scores, "heads_per_layer": per_layer, "kept_heads": heads.kept_heads(student),
+            "params": heads.count_params(student), "flops": heads.flops(student, 128)}

@@ -225,7 +225,8 @@ def test_entry_point_end_to_end(shared_glue, tmp_results):
 
 def test_annealed_peer_weight_decays_to_zero_and_counts_training_steps_only(data):
     from dataclasses import replace
-    from peerprune.prune import PruneConfig, ablation, distillation_loss, peer_weight
+    from peerprune.pipeline import distillation_loss, peer_weight
+    from peerprune.prune import PruneConfig, ablation
     base = PruneConfig(task="rte", profile="smoke").resolved()
     anneal = ablation(base, "peer-anneal")
     assert [peer_weight(base, s, 4) for s in range(5)] == [1.0] * 5

@@ -1,7 +1,6 @@
 """Committed results stay valid: every hash is recomputable, and the relabelling of the
 learned-multiplier runs gives the hash a rerun of their configuration would."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -1,0 +1,150 @@
+"""The method in six steps, with no file I/O: `prune_pipeline` is what a reader should read.
+
+    1 teacher   the dense fine-tuned model, frozen (given)
+    2 anatomy   per-layer Gram statistics of the head outputs on the calibration sample
+    3 locate    which heads to keep (the automatic locator, or a baseline's selector)
+    4 merge     each pruned head folded into its peer (least squares on the statistics)
+    5 remove    the pruned heads cut out of the weights
+    6 distill   fine-tuning with CE + KD + the peer loss
+
+A baseline runs the same steps with its own selector, no merge and CE (+ KD); which steps
+run follows from the options (`uses_peers`). Run bookkeeping (identity, caches, the results
+file) is `prune.run_pruning`, which calls this.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from . import anatomy, heads, peers
+from .anatomy import Capture, head_dim
+from .losses import kd_loss, peer_loss
+from .models import model_for_task
+from .train import fine_tune
+
+
+@dataclass
+class Inputs:
+    """What a run works on besides its teacher and options."""
+    tokenizer: object
+    train: object  # the tokenised training split
+    dev: object  # the tokenised dev split the scores come from
+    calib: object  # a loader of the calibration sample (anatomy, merge, HISP)
+    model_name: str  # the pretrained model (SMP starts from it)
+    lr: float  # the weights' learning rate: the locator's and the final fine-tuning's
+    batch_size: int
+    glue_dir: object = None
+    checkpoints_root: object = None
+    l0_tries: object = None  # where L0's penalty tries are kept
+
+
+class Clock(dict):
+    """Seconds per named step: `with clock("merge_s"): ...`."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self[name] = self.get(name, 0.0) + time.perf_counter() - start
+
+
+def uses_peers(c) -> bool:
+    """The peers are needed to merge, or for the peer loss."""
+    return c.merge != "none" or c.distill == "peer"
+
+
+def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clock=None):
+    """Prune `teacher` to `keep` heads and recover; returns (student, choice, record).
+
+    `select(teacher, inputs, keep, c)` is the head choice (see `selectors.py`)."""
+    clock = clock if clock is not None else Clock()
+    with clock("anatomy_s"):  # 2
+        stats = anatomy.collect_stats(teacher, inputs.calib) if uses_peers(c) else None
+    with clock("locate_s"):  # 3
+        choice = select(teacher, inputs, keep, c)
+        student = start_model(c, teacher, choice.located, inputs.model_name)
+    with clock("merge_s"):  # 4, 5
+        assignment, record = merge_and_remove(student, teacher, stats, choice.mask, c,
+                                              inputs.calib)
+    with clock("fine_tune_s"):  # 6
+        steps = math.ceil(len(inputs.train) / train_cfg.batch_size) * train_cfg.epochs
+        loss_fn = distillation_loss(teacher, c, peers.peer_groups(assignment, choice.mask),
+                                    head_dim(teacher), steps)
+        record["history"] = fine_tune(student, c.task, inputs.train, inputs.dev,
+                                      inputs.tokenizer, train_cfg, loss_fn=loss_fn,
+                                      desc=f"{c.method} {c.task} {c.variant}")
+    return student, choice, record
+
+
+def start_model(c, teacher, located, model_name: str):
+    """The (unpruned) weights the final fine-tuning starts from: the teacher's, the
+    locator's (init "locator"), or the pretrained model's (SMP, as in its paper)."""
+    if c.method == "smp":
+        return model_for_task(model_name, c.task, seed=c.seed)
+    if c.init == "locator" and located is not None:
+        return located
+    return copy.deepcopy(teacher)
+
+
+def merge_and_remove(student, teacher, stats, mask, c, calib):
+    """Steps 4 and 5: with peers, assign each pruned head its most similar kept head (on the
+    teacher's statistics), fold it in (`c.merge`) and remove the pruned heads; without,
+    remove them. Returns the assignment and what the run records (reconstruction errors,
+    the peers)."""
+    n_layers = mask.shape[0]
+    assignment, record = [{} for _ in range(n_layers)], {}
+    if stats is not None:
+        assignment = peers.assign_peers(anatomy.similarity(stats, "cosine"), mask)
+        own = stats if c.init == "teacher" else anatomy.collect_stats(student, calib)
+        kept = heads.kept_from_mask(mask)
+        weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
+        plain = [s.weight for s in own]
+        record["reconstruction_error"] = {
+            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, plain, kept)],
+            c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, weights, kept)]}
+        peers.merge_and_prune(student, weights, mask)
+    else:
+        heads.prune(student, mask)
+    for prm in student.parameters():
+        prm.requires_grad_(True)
+    record["peers"] = [{str(k): v for k, v in a.items()} for a in assignment]
+    return assignment, record
+
+
+def peer_weight(c, step: int, total_steps: int) -> float:
+    """The peer loss's weight at training step `step` (0-based) of `total_steps`."""
+    beta = c.beta if c.peer_beta is None else c.peer_beta
+    if c.peer_schedule == "linear":
+        return beta * max(0.0, 1.0 - step / max(1, total_steps))
+    return beta
+
+
+def distillation_loss(teacher, c, groups=None, d_h: int = 0, total_steps: int = 1):
+    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ weight*peer loss), the
+    weight following `peer_weight` over the `total_steps` training calls."""
+    peer = c.distill == "peer" and peer_weight(c, 0, total_steps) > 0
+    step = 0
+
+    def loss_fn(model, batch):
+        nonlocal step
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        if c.distill == "none":
+            return model(**batch).loss
+        with torch.no_grad(), Capture(teacher) as t_cap:
+            t_out = teacher(**inputs)
+        with Capture(model) as s_cap:
+            s_out = model(**batch)
+        loss = s_out.loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
+        if peer:
+            tokens = batch["attention_mask"].bool()
+            loss = loss + peer_weight(c, step, total_steps) * peer_loss(
+                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint",
+                absorbing_only=c.peer_heads == "absorbing")
+        step += model.training
+        return loss
+    return loss_fn
