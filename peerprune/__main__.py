@@ -7,9 +7,20 @@ import sys
 from .profiles import PROFILES, get_profile
 
 
+PROFILE_HELP = ("how big a run is: smoke (tiny model, seconds), quick (MiniLM on a subsample, "
+                "minutes), full (MiniLM, full data, hours), paper (BERT-base, a GPU); "
+                "default: quick")
+
+
 def _teacher(args) -> None:
+    from .glue import get_task
+    from .models import check_model_name
     from .teacher import best_teacher, sweep_teacher
     p = get_profile(args.profile)
+    for task in args.task or []:  # refuse a bad name before any training
+        get_task(task)
+    if args.model:
+        check_model_name(args.model)
     for task in args.task or p.runnable_tasks():
         for seed in args.seed if args.seed is not None else p.seeds[:1]:
             for r in sweep_teacher(task, args.profile, args.lr, seed, model=args.model):
@@ -47,18 +58,19 @@ def _report(args) -> None:
 
 
 def main(argv=None) -> int:
-    from .prune import ABLATIONS, METHODS
+    from .prune import ABLATIONS, valid_values
+    METHODS = valid_values("method")
     parser = argparse.ArgumentParser(prog="python -m peerprune")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("teacher", help="fine-tune dense teachers (a learning-rate sweep)")
-    t.add_argument("--profile", default="full", choices=list(PROFILES))
+    t.add_argument("--profile", default="quick", choices=list(PROFILES), help=PROFILE_HELP)
     t.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
     t.add_argument("--lr", nargs="+", type=float, help="learning rates (default: the profile's)")
     t.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
     t.add_argument("--model", help="model id, path or alias (default: the profile's)")
     t.set_defaults(run=_teacher)
     pr = sub.add_parser("prune", help="prune a task's teacher and fine-tune (one run per setting)")
-    pr.add_argument("--profile", default="full", choices=list(PROFILES))
+    pr.add_argument("--profile", default="quick", choices=list(PROFILES), help=PROFILE_HELP)
     pr.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
     pr.add_argument("--method", nargs="+", default=["apd"],
                     help=f"methods, one run each: {', '.join(METHODS)} (default: apd)")
@@ -69,14 +81,15 @@ def main(argv=None) -> int:
     pr.add_argument("--ablation", nargs="+", default=["default"],
                     help=f"variants of the method: {', '.join(ABLATIONS)}")
     pr.add_argument("--distill", nargs="+",
-                    help="fine-tuning losses, one run each: none, kd, peer (default: peer for "
-                         "apd, none for the baselines)")
+                    help=f"fine-tuning losses, one run each: {', '.join(valid_values('distill'))} "
+                         "(default: peer for apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
     pr.set_defaults(run=_prune)
     r = sub.add_parser("report", help="rewrite the results tables of README.md and "
                                           "docs/findings.md from results/")
     r.add_argument("--root", default=".", help="the folder holding README.md and docs/")
-    r.add_argument("--profile", default="full", choices=list(PROFILES))
+    r.add_argument("--profile", default="full", choices=list(PROFILES),
+                   help="the profile whose tables to write (default: full)")
     r.set_defaults(run=_report)
     args = parser.parse_args(argv)
     try:

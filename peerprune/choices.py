@@ -27,29 +27,25 @@ import torch
 from .models import load_model, save_model
 from .results import atomic_write_text, config_hash, is_main_process
 
-# PruneConfig fields that act only after the mask is chosen
-AFTER_THE_CHOICE = ("distill", "merge", "peer_loss", "init", "variant", "epochs", "rho",
-                    "peer_beta", "peer_schedule", "peer_heads")
-
-
-def _key(prune_options: dict, keep, teacher_hash: str, train: dict, train_examples) -> str:
-    fields = {k: v for k, v in prune_options.items() if k not in AFTER_THE_CHOICE}
-    return config_hash({"prune": fields, "keep": keep, "teacher": teacher_hash,
+def _key(choice_options: dict, keep, teacher_hash: str, train: dict, train_examples) -> str:
+    """`choice_options`: a run's identity without the options that act after the choice
+    (`prune.choice_options`)."""
+    return config_hash({"prune": choice_options, "keep": keep, "teacher": teacher_hash,
                         "train_examples": train_examples,
                         "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}})
 
 
-def choice_dir(root, prune_options: dict, keep: int, teacher_hash: str, train: dict,
+def choice_dir(root, choice_options: dict, keep: int, teacher_hash: str, train: dict,
                train_examples) -> Path:
     """Where the choice of a run with these options is kept."""
-    key = _key(prune_options, keep, teacher_hash, train, train_examples)
-    return Path(root) / f"choice-{prune_options['method']}-{key}"
+    key = _key(choice_options, keep, teacher_hash, train, train_examples)
+    return Path(root) / f"choice-{choice_options['method']}-{key}"
 
 
-def l0_tries_dir(root, prune_options: dict, teacher_hash: str, train: dict,
+def l0_tries_dir(root, choice_options: dict, teacher_hash: str, train: dict,
                  train_examples) -> Path:
     """Where L0's penalty tries are kept: the choice's key without the budget."""
-    options = {k: v for k, v in prune_options.items() if k not in ("sparsity", "keep")}
+    options = {k: v for k, v in choice_options.items() if k not in ("sparsity", "keep")}
     return Path(root) / f"l0-tries-{_key(options, None, teacher_hash, train, train_examples)}"
 
 

@@ -161,6 +161,8 @@ def read_local_split(task: GlueTask, glue_dir: str | os.PathLike, split: str) ->
                 columns[hub_name].append(row[position[col]])
             labels.append(_parse_value(task, row[position[task.local_label_column]], path, line))
     n = len(labels)
+    if n == 0:
+        raise ValueError(f"{path}: no examples (the file has no row after its header)")
     features = datasets.Features({
         **{c: datasets.Value("string") for c in task.text_columns},
         "label": datasets.Value("float32") if task.is_regression else datasets.ClassLabel(

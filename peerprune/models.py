@@ -45,6 +45,38 @@ def resolve(name: str) -> str:
     return name
 
 
+def looks_like_path(name: str) -> bool:
+    """A name meant as a folder (absolute, relative with ./ or ../, or with a separator)."""
+    return name.startswith((".", "/", "~")) or "\\" in name or (
+        "/" in name and Path(name).expanduser().exists())
+
+
+def check_model_name(name: str) -> None:
+    """Refuse, before any work, a folder that does not exist or holds no model."""
+    if name in ALIASES or not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"cannot load model {name!r}: there is no folder at {path}; valid: an "
+                         f"alias ({', '.join(ALIASES)}), a folder written by save_pretrained, "
+                         "or a Hub id")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"cannot load model {name!r}: {path} has no config.json (is it a "
+                         "folder written by save_pretrained?)")
+
+
+def count_heads(name: str) -> int | None:
+    """L x H of a model from its config alone, or None when the config cannot be read
+    without loading more (a Hub id offline)."""
+    if name == "tiny":
+        return TINY_CONFIG["num_hidden_layers"] * TINY_CONFIG["num_attention_heads"]
+    try:
+        config = AutoConfig.from_pretrained(resolve(name))
+    except (OSError, ValueError):
+        return None
+    return config.num_hidden_layers * config.num_attention_heads
+
+
 def _unknown_model(name: str, error: Exception) -> ValueError:
     return ValueError(f"cannot load model {name!r}: it is not an alias ({', '.join(ALIASES)}), "
                       f"a folder written by save_pretrained, or a Hub id that can be reached "
@@ -52,6 +84,7 @@ def _unknown_model(name: str, error: Exception) -> ValueError:
 
 
 def load_tokenizer(name: str):
+    check_model_name(name)
     try:
         return AutoTokenizer.from_pretrained(resolve("minilm" if name == "tiny" else name))
     except OSError as e:
@@ -84,6 +117,7 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
         config = BertConfig(vocab_size=vocab, num_labels=num_labels or 2, **TINY_CONFIG)
         config._attn_implementation = "eager"
         return BertForSequenceClassification(config).eval()
+    check_model_name(name)
     path = resolve(name)
     try:
         config = copy.deepcopy(AutoConfig.from_pretrained(path))

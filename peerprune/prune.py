@@ -11,74 +11,125 @@ is read back, not rerun.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 
 from . import heads, peers
 from .choices import choice_dir, l0_tries_dir, load_choice, save_choice
 from .glue import get_task, subsample, task_data
-from .locator import BUDGETS, LocatorConfig, uniform_counts
+from .locator import ALLOCATIONS, BUDGETS, LocatorConfig, uniform_counts
 from .metrics import primary_score
-from .models import save_model
+from .models import check_model_name, count_heads, save_model
 from .pipeline import Clock, Inputs, prune_pipeline
 from .profiles import get_profile
-from .results import config_hash, find_result, result_path, save_result, versions
+from .results import (config_hash, distributed_state, find_result, result_path, save_result,
+                      versions)
 from .selectors import SELECTORS, HeadChoice
 from .teacher import load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
 
 METHODS = tuple(SELECTORS)  # every registered head selection (selectors.py)
-DISTILLS = ("none", "kd", "peer")
+
+
+def option(default, doc: str, group: str, *, after_choice: bool = False, methods=None,
+           choices=None, omit_at=MISSING, only_when=None):
+    """A PruneConfig field with its role declared once, from which the run's identity, the
+    head choice's key, validation and the command line's help are derived:
+
+    group         its concern: run, method, locator, fine-tuning, a baseline's name
+    after_choice  it acts only after the heads are chosen: runs differing in it share one
+                  head choice (choices.py)
+    methods       only these methods read it: the other methods' identities leave it out
+    choices       its valid values (a tuple, or a callable giving one)
+    omit_at       added after results were committed: left out of the identity at this
+                  value, so the runs made before it existed keep their hash
+    only_when     (other field, value): it means something only when that field has that
+                  value, and is left out of the identity otherwise
+    """
+    return field(default=default, metadata={
+        "doc": doc, "group": group, "after_choice": after_choice, "methods": methods,
+        "choices": choices, "omit_at": omit_at, "only_when": only_when})
+
+
+APD = ("apd",)
 
 
 @dataclass
 class PruneConfig:
-    task: str
-    method: str = "apd"
-    profile: str = "full"
-    sparsity: float | None = 0.58  # share of heads to remove, in [0, 1)
-    keep: int | None = None  # or: how many heads to keep (overrides sparsity)
-    seed: int = 0
-    variant: str = "default"  # an ablation's name
-    # none: CE only; kd: + logit KD; peer: + logit KD + peer loss (apd only).
-    # Default: peer for apd, none for the baselines.
-    distill: str | None = None
-    model: str | None = None  # default: the profile's
-    epochs: int | None = None  # final fine-tuning epochs; default: the profile's (= teacher's)
-    lr: float | None = None  # final fine-tuning lr; default: the teacher's selected lr
-    alpha: float = 1.0  # logit KD weight
-    tau: float = 2.0  # KD temperature
-    beta: float = 1.0  # peer (and locator layer) loss weight
-    peer_beta: float | None = None  # peer loss weight of the final fine-tuning; default: beta
-    # constant: that weight throughout; linear: it decays linearly to 0 over the fine-tuning
-    peer_schedule: str = "constant"
-    # all: the peer loss on every kept head; absorbing: only on the kept heads that absorbed
-    # a pruned peer (the others are left to CE + KD)
-    peer_heads: str = "all"
-    locator_epochs: int = 1
-    lr_gates: float = 0.3
-    init_log_alpha: float = 3.0
-    budget_control: str = "projection"  # what keeps the locator on budget: projection | lagrangian
-    final_temperature: float = 0.1  # projection: the gate logits' temperature at the end
-    lr_lambda: float = 3.0  # lagrangian: the multipliers' rate
-    allocation: str = "auto"  # auto | uniform
-    min_one_per_layer: bool = False  # off: a layer may lose every head
-    merge: str | None = None  # pairwise | joint | none; default: pairwise for apd, else none
-    peer_loss: str = "per_head"  # per_head | joint
-    init: str = "teacher"  # start of the final fine-tuning: teacher | locator (weights)
-    calib_examples: int = 512
-    rho: float = 1e-3  # ridge of the peer merge, relative to the mean feature variance
-    max_steps: int | None = None  # cap on locator steps (smoke runs)
-    hisp_step: float = 0.1  # HISP: share of all heads pruned per rescoring step
-    l0_start: float = 1e-3  # L0: first penalty strength of the search (x3 per try)
-    smp_steps: int = 200  # SMP: meta-training steps of the attention-map scorer
-    smp_sentences: int = 4000  # SMP: meta-training sentences from the other tasks
+    task: str = field(metadata={"doc": "the GLUE task", "group": "run"})
+    method: str = option("apd", "how the heads are chosen (selectors.py)", "run",
+                         choices=lambda: tuple(SELECTORS))
+    profile: str = option("full", "the run's size (profiles.py)", "run")
+    sparsity: float | None = option(0.58, "share of heads to remove, in [0, 1)", "run")
+    keep: int | None = option(None, "or: how many heads to keep (overrides sparsity)", "run")
+    seed: int = option(0, "calibration sample, gate noise, Random's mask, data order", "run")
+    variant: str = option("default", "an ablation's name", "run", after_choice=True)
+    distill: str | None = option(
+        None, "none: CE; kd: + logit KD; peer: + logit KD + peer loss (the method only); "
+        "default: peer for the method, none for the baselines", "fine-tuning",
+        after_choice=True, choices=("none", "kd", "peer"))
+    model: str | None = option(None, "model id, path or alias; default: the profile's", "run")
+    epochs: int | None = option(None, "final fine-tuning epochs; default: the profile's",
+                                "fine-tuning", after_choice=True)
+    lr: float | None = option(None, "the weights' learning rate, in the locator and the final "
+                              "fine-tuning; default: the teacher's", "fine-tuning")
+    alpha: float = option(1.0, "logit KD weight (locator and fine-tuning)", "fine-tuning")
+    tau: float = option(2.0, "KD temperature", "fine-tuning")
+    beta: float = option(1.0, "peer loss and locator layer loss weight", "fine-tuning")
+    peer_beta: float | None = option(
+        None, "peer loss weight of the final fine-tuning; default: beta", "method",
+        after_choice=True, methods=APD, omit_at=None)
+    peer_schedule: str = option(
+        "constant", "constant: the peer weight throughout; linear: decays to 0", "method",
+        after_choice=True, methods=APD, choices=("constant", "linear"), omit_at="constant")
+    peer_heads: str = option(
+        "all", "all: the peer loss on every kept head; absorbing: only on those that absorbed "
+        "a pruned peer", "method", after_choice=True, methods=APD, choices=("all", "absorbing"),
+        omit_at="all")
+    locator_epochs: int = option(1, "passes of the locator (and L0's tries) over the data",
+                                 "locator")
+    lr_gates: float = option(0.3, "gate logits' learning rate (Adam)", "locator")
+    init_log_alpha: float = option(3.0, "gate logits at the start", "locator")
+    budget_control: str = option(
+        "projection", "what keeps the locator on budget: the exact projection or the learned "
+        "multipliers", "locator", methods=APD, choices=lambda: BUDGETS, omit_at="lagrangian")
+    final_temperature: float = option(
+        0.1, "projection: the gate logits' temperature at the end", "locator", methods=APD,
+        only_when=("budget_control", "projection"))
+    lr_lambda: float = option(3.0, "lagrangian: the multipliers' rate", "locator", methods=APD,
+                              only_when=("budget_control", "lagrangian"))
+    allocation: str = option("auto", "auto: one global budget; uniform: the same count per "
+                             "layer", "locator", methods=APD, choices=lambda: ALLOCATIONS)
+    min_one_per_layer: bool = option(False, "keep at least one head in every layer",
+                                     "locator")
+    merge: str | None = option(None, "default: pairwise for the method, none otherwise",
+                               "method", after_choice=True, methods=APD,
+                               choices=lambda: peers.MERGES)
+    peer_loss: str = option("per_head", "one term per kept head, or one per layer", "method",
+                            after_choice=True, methods=APD, choices=("per_head", "joint"))
+    init: str = option("teacher", "start of the final fine-tuning: the teacher's or the "
+                       "locator's weights", "method", after_choice=True, methods=APD,
+                       choices=("teacher", "locator"))
+    calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
+    rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
+                        "variance", "method", after_choice=True, methods=APD)
+    max_steps: int | None = option(None, "cap on locator steps (smoke runs)", "locator")
+    hisp_step: float = option(0.1, "share of all heads pruned per rescoring step", "hisp",
+                              methods=("hisp",))
+    l0_start: float = option(1e-3, "first penalty strength of the search (x3 per try)", "l0",
+                             methods=("l0",))
+    smp_steps: int = option(200, "meta-training steps of the attention-map scorer", "smp",
+                            methods=("smp",))
+    smp_sentences: int = option(4000, "meta-training sentences from the other tasks", "smp",
+                                methods=("smp",))
 
     def resolved(self) -> "PruneConfig":
-        """The same run with the method's defaults filled in."""
+        """The same run with the method's defaults filled in and the task's name in its
+        canonical spelling (`MRPC` -> `mrpc`)."""
         apd = self.method == "apd"
-        return replace(self, distill=self.distill or ("peer" if apd else "none"),
+        return replace(self, task=get_task(self.task).name,
+                       distill=self.distill or ("peer" if apd else "none"),
                        merge=self.merge or ("pairwise" if apd else "none"))
 
     def locator_config(self, lr: float, batch_size: int) -> LocatorConfig:
@@ -101,55 +152,73 @@ class PruneConfig:
         return max(1, round(n_heads_total * (1 - self.sparsity)))
 
 
-# Options that only one method reads. A run's identity (its hash, and the key of its saved
-# head choice) leaves out the other methods' options, so changing one method's default does
-# not make the other methods' finished runs look stale.
-METHOD_OPTIONS = {"apd": ("budget_control", "final_temperature", "lr_lambda", "allocation",
-                          "merge", "peer_loss", "init", "rho", "peer_beta", "peer_schedule",
-                          "peer_heads"),
-                  "hisp": ("hisp_step",), "l0": ("l0_start",),
-                  "smp": ("smp_steps", "smp_sentences")}
+def roles(config_class=None) -> dict[str, dict]:
+    """Each field's declared role (`option`), by name."""
+    return {f.name: f.metadata for f in fields(config_class or PruneConfig)}
 
 
-# Options added after results were committed, with their default: left out of a run's
-# identity while at that default, so that the runs made before they existed keep their hash.
-LATER_OPTIONS = {"peer_beta": None, "peer_schedule": "constant", "peer_heads": "all",
-                 "budget_control": "lagrangian"}
-# Options that only matter under another option's value: left out of the identity there
-# (the temperature means nothing to the multipliers).
-ONLY_WHEN = {"final_temperature": ("budget_control", "projection"),
-             "lr_lambda": ("budget_control", "lagrangian")}
+ROLES = roles()
+# derived from the fields' declared roles (`option`): nothing below is a list kept by hand
+METHOD_OPTIONS = {m: tuple(k for k, r in ROLES.items() if m in (r.get("methods") or ()))
+                  for m in sorted({m for r in ROLES.values() for m in r.get("methods") or ()})}
+LATER_OPTIONS = {k: r["omit_at"] for k, r in ROLES.items()
+                 if r.get("omit_at", MISSING) is not MISSING}
+AFTER_THE_CHOICE = tuple(k for k, r in ROLES.items() if r.get("after_choice"))
 
 
-def identity(options: dict) -> dict:
-    """The options (`asdict` of a resolved PruneConfig) that can change the run's result:
-    all but the other methods' own options and the later options at their default."""
-    foreign = {f for m, fs in METHOD_OPTIONS.items() if m != options["method"] for f in fs}
-    unset = {k for k, default in LATER_OPTIONS.items() if options.get(k) == default}
-    unused = {k for k, (on, value) in ONLY_WHEN.items()
-              if on in options and options.get(on, LATER_OPTIONS.get(on)) != value}
-    return {k: v for k, v in options.items() if k not in foreign | unset | unused}
+def valid_values(name: str, config_class=None) -> tuple | None:
+    """The valid values of a field with a fixed set of them, else None."""
+    valid = roles(config_class)[name].get("choices")
+    return valid() if callable(valid) else valid
+
+
+def identity(options: dict, config_class=None) -> dict:
+    """The options (`asdict` of a resolved config) that can change the run's result: all
+    but the other methods' own options, the later options at their `omit_at` value and the
+    options whose `only_when` does not hold."""
+    drop = set()
+    for name, role in roles(config_class).items():
+        methods, omit, when = role.get("methods"), role.get("omit_at", MISSING), role.get("only_when")
+        if methods and options["method"] not in methods:
+            drop.add(name)
+        elif omit is not MISSING and options.get(name) == omit:
+            drop.add(name)
+        elif when and when[0] in options and options[when[0]] != when[1]:
+            drop.add(name)
+    return {k: v for k, v in options.items() if k not in drop}
+
+
+def choice_options(identity_options: dict, config_class=None) -> dict:
+    """A run's identity without the options that act after the head choice: the runs that
+    share it share one head choice."""
+    after = {k for k, r in roles(config_class).items() if r.get("after_choice")}
+    return {k: v for k, v in identity_options.items() if k not in after}
 
 
 def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: str) -> dict:
     """Everything a run's result depends on; its hash is the run's `config_hash`."""
     p = get_profile(c.profile)
-    return {"prune": identity(asdict(c)), "train": train.to_dict(), "keep": keep,
+    full = {"prune": identity(asdict(c), type(c)), "train": train.to_dict(), "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
+    processes = distributed_state().num_processes
+    if processes > 1:  # data-parallel runs sum gradients in another order: another result
+        full["processes"] = processes
+    return full
 
 
 def check_config(c: PruneConfig) -> None:
-    """Refuse unknown names and combinations, naming the valid values."""
+    """Refuse unknown names and combinations, naming the valid values, before any work:
+    also a model folder that does not exist and a budget the model cannot hold."""
     get_task(c.task)
-    get_profile(c.profile)
-    choices = {"method": METHODS, "distill": DISTILLS, "allocation": ("auto", "uniform"),
-               "budget_control": BUDGETS,
-               "merge": peers.MERGES, "peer_loss": ("per_head", "joint"),
-               "init": ("teacher", "locator"), "peer_schedule": ("constant", "linear"),
-               "peer_heads": ("all", "absorbing")}
-    for name, valid in choices.items():
-        if getattr(c, name) not in valid:
+    model = c.model or get_profile(c.profile).model
+    check_model_name(model)
+    n_heads = count_heads(model)
+    if n_heads is not None:
+        c.budget(n_heads)
+    for name in roles(type(c)):
+        valid = valid_values(name, type(c))
+        if valid is not None and getattr(c, name) not in valid:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; valid: {', '.join(valid)}")
     if c.keep is None and (c.sparsity is None or not 0 <= c.sparsity < 1):
         raise ValueError(f"head sparsity must be in [0, 1), got {c.sparsity}")
@@ -220,11 +289,12 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     start = time.perf_counter()
     teacher.to(pick_device(train_cfg.device)).eval()
     task_dir = task_checkpoints(c.profile, model_name, c.task, checkpoints_root)
+    before = choice_options(full["prune"], type(c))
     inputs = run_inputs(c, p, tokenizer, train_cfg, model_name, glue_dir, checkpoints_root,
-                        l0_tries_dir(task_dir, full["prune"], t_result["config_hash"],
+                        l0_tries_dir(task_dir, before, t_result["config_hash"],
                                      train_cfg.to_dict(), p.train_examples))
-    where = choice_dir(task_dir, full["prune"], keep, t_result["config_hash"],
-                       train_cfg.to_dict(), p.train_examples)
+    where = choice_dir(task_dir, before, keep, t_result["config_hash"], train_cfg.to_dict(),
+                       p.train_examples)
     clock = Clock()
     student, choice, record = prune_pipeline(teacher, inputs, c, keep, train_cfg,
                                              cached(SELECTORS[c.method], where, c), clock)

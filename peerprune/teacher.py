@@ -15,7 +15,8 @@ from .glue import get_task, task_data
 from .metrics import primary_score
 from .models import load_tokenizer, model_for_task, save_model
 from .profiles import get_profile
-from .results import config_hash, find_result, load_results, result_path, save_result, versions
+from .results import (config_hash, distributed_state, find_result, load_results, result_path,
+                      save_result, versions)
 from .train import TrainConfig, fine_tune, make_loader, evaluate
 
 CHECKPOINTS_DIR = Path("checkpoints")
@@ -25,12 +26,16 @@ def teacher_config(task: str, profile: str, lr: float, seed: int = 0, model: str
                    epochs: int | None = None) -> dict:
     """Everything that determines a teacher run (and so its hash)."""
     p = get_profile(profile)
-    get_task(task)
+    task = get_task(task).name
     train = TrainConfig(lr=lr, batch_size=p.batch_size, epochs=epochs or p.epochs,
                         max_length=p.max_length, seed=seed)
-    return {"task": task, "model": model or p.model, "profile": profile, "method": "dense",
-            "train": train.to_dict(), "train_examples": p.train_examples,
-            "eval_examples": p.eval_examples}
+    config = {"task": task, "model": model or p.model, "profile": profile, "method": "dense",
+              "train": train.to_dict(), "train_examples": p.train_examples,
+              "eval_examples": p.eval_examples}
+    processes = distributed_state().num_processes
+    if processes > 1:  # data-parallel runs sum gradients in another order: another result
+        config["processes"] = processes
+    return config
 
 
 def task_checkpoints(profile: str, model: str, task: str, root=None) -> Path:
@@ -52,6 +57,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
                   results_root=None, checkpoints_root=None) -> dict:
     """Fine-tune (or reuse) one dense teacher and return its result record."""
     config = teacher_config(task, profile, lr, seed, model, epochs)
+    task = config["task"]
     h = config_hash(config)
     ckpt = checkpoint_dir(config, checkpoints_root)
     stub = {"task": task, "model": config["model"], "profile": profile, "method": "dense",
@@ -98,6 +104,7 @@ def sweep_teacher(task: str, profile: str = "full", lrs=None, seed: int = 0, **k
 def best_teacher(task: str, profile: str = "full", seed: int = 0, model: str | None = None,
                  results_root=None) -> dict:
     """The dense result with the best dev score for a task (ties: the lower learning rate)."""
+    task = get_task(task).name
     model = model or get_profile(profile).model
     runs = load_results(results_root, task=task, profile=profile, model=model, method="dense",
                         seed=seed)

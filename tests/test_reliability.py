@@ -125,6 +125,12 @@ def test_runs_that_differ_after_the_mask_share_one_choice(shared_glue, tmp_path,
      "peer distillation belongs to 'apd'"),
     (["teacher", "--profile", "smoke", "--task", "rte", "--model", "gpt2-like-but-missing"],
      "cannot load model 'gpt2-like-but-missing': it is not an alias (minilm, tiny)"),
+    # refused before any teacher is trained
+    (["prune", "--profile", "smoke", "--task", "rte", "--keep", "99"], "keep must be in [1, 8], got 99"),
+    (["prune", "--profile", "smoke", "--task", "rte", "--model", "/nonexistent"],
+     "cannot load model '/nonexistent': there is no folder at /nonexistent"),
+    (["teacher", "--profile", "smoke", "--task", "rte", "--model", "./nowhere"],
+     "there is no folder at nowhere"),
 ])
 def test_cli_errors_name_the_bad_value(args, message, shared_glue, tmp_path):
     env = {**os.environ, "PEERPRUNE_GLUE_DIR": str(shared_glue), "HF_HUB_OFFLINE": "1"}
@@ -183,3 +189,24 @@ def test_cli_help_names_every_method_and_ablation():
     text = p.stdout
     for name in [*METHODS, *ABLATIONS]:
         assert name in text, f"`prune --help` does not name {name!r}"
+
+
+def test_task_names_are_normalised_before_they_name_anything(shared_glue, tmp_path, monkeypatch):
+    """`MRPC` and `mrpc` are one task: one teacher, one result file, one hash."""
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    monkeypatch.chdir(tmp_path)
+    train_teacher("RTE", "smoke", lr=1e-3)
+    base = PruneConfig(task="rte", profile="smoke", sparsity=0.5, max_steps=2)
+    lower = run_pruning(base)
+    upper = run_pruning(replace(base, task="RTE"))
+    assert upper["config_hash"] == lower["config_hash"] and upper["wall_s"] == lower["wall_s"]
+    assert sorted(p.parent.name for p in (tmp_path / "results").rglob("*.json")) == ["rte"] * 2
+
+
+def test_an_empty_training_file_is_named(tmp_path):
+    from peerprune.glue import get_task, read_local_split
+    folder = tmp_path / "RTE"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    with pytest.raises(ValueError, match=r"train.tsv: no examples"):
+        read_local_split(get_task("rte"), tmp_path, "train")
