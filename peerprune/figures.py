@@ -1,15 +1,18 @@
-"""Figures (seaborn/matplotlib), each saved as PNG and PDF under `figures/`.
+"""Figures (seaborn/matplotlib), each saved as PNG and PDF under `figures/`, and shown
+inline in a notebook.
 
 Files are byte-stable where matplotlib allows: no creation date in the PDF, no software
 tag in the PNG, fixed size and DPI.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a script or a test: draw to files only
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -18,15 +21,22 @@ import seaborn as sns  # noqa: E402
 FIGURES_DIR = Path("figures")
 
 
+def in_notebook() -> bool:
+    """True in a Jupyter kernel (JupyterLab, papermill), where figures are shown inline."""
+    return "ipykernel" in sys.modules and "inline" in matplotlib.get_backend().lower()
+
+
 def save(fig, name: str, out_dir=None) -> list[Path]:
-    """Write `name`.png and `name`.pdf; return both paths."""
+    """Write `name`.png and `name`.pdf; return both paths. In a notebook the figure stays
+    open, so that the cell shows it inline; elsewhere it is closed."""
     out = Path(out_dir or FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=120, metadata={"Software": None})
     fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None, "Producer": None,
                                     "Creator": None})
-    plt.close(fig)
+    if not in_notebook():
+        plt.close(fig)
     return paths
 
 

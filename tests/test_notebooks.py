@@ -58,6 +58,33 @@ def test_notebook_runs(executed, name):
     assert out["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
 
 
+@pytest.mark.parametrize("name", [nb.name for nb in NOTEBOOKS])
+def test_figures_show_inline_and_exercises_run(executed, name):
+    """What a student sees: every figure cell has an image, every exercise starter and check
+    cell ran, and no cell writes to stderr (no warnings to learn to ignore)."""
+    work, errors = executed
+    if name in errors:
+        pytest.skip(f"{name} failed (see test_notebook_runs)")
+    cells = json.loads((work / "results" / "smoke" / "executed" / name).read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    for c in code:
+        tags = c["metadata"].get("tags", [])
+        if "figure" in tags:
+            assert any("image/png" in o.get("data", {}) for o in c["outputs"]), (
+                f"{name}: a figure cell shows no image: {''.join(c['source'])[:80]}")
+        if {"exercise", "check"} & set(tags):
+            assert c["execution_count"] is not None
+            assert not any(o["output_type"] == "error" for o in c["outputs"])
+    if any("exercise" in c["metadata"].get("tags", []) for c in code):
+        checks = [c for c in code if "check" in c["metadata"].get("tags", [])]
+        assert 2 <= len(checks) <= 4, f"{name}: {len(checks)} exercises"
+        assert all("not yet" in "".join(o.get("text", "")) for c in checks for o in c["outputs"]
+                   if o.get("name") == "stdout"), "a starter must not pass its own check"
+    stderr = [c for c in code if any(o.get("name") == "stderr" for o in c["outputs"])]
+    if name.startswith("03_"):  # the rewritten notebooks: no stderr at all
+        assert not stderr, f"{name}: stderr in {len(stderr)} cells"
+
+
 def test_outputs_written(executed):
     work, _ = executed
     res, fig = work / "results" / "smoke", work / "figures" / "smoke"
@@ -75,6 +102,7 @@ def test_outputs_written(executed):
             ("smp", "kd")} <= methods
     assert {r["variant"] for r in runs if r["method"] == "apd"} >= {"default", "no-merge", "uniform"}
     for name in ("anatomy_rte_cosine", "anatomy_rte_cka", "anatomy_rte_r2", "locator_rte",
+                 "locator_gate_probability", "locator_temperature",
                  "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity",
                  "latency_vs_sparsity", "locator_run_rte_s0.50_seed0",
                  "locator_run_rte_s0.75_seed0"):

@@ -1,0 +1,78 @@
+"""The checks of the notebooks' exercises: each takes a student's answer and says whether it
+is plausible, and why not. Reference solutions live in `exercises/solutions/`; the tests run
+each one through its check.
+
+A check returns `(ok, message)` and prints the message, so a notebook cell shows it.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .locator import HardConcreteGates, LocatorConfig, budget_shift, locate
+
+
+def _say(ok: bool, message: str) -> tuple[bool, str]:
+    print(("correct: " if ok else "not yet: ") + message)
+    return ok, message
+
+
+def toy_search(teacher, train, tokenizer, keep: int, final_temperature: float, steps: int = 24,
+               seed: int = 0):
+    """A short locator search on a small model: (mask, log)."""
+    cfg = LocatorConfig(epochs=100, max_steps=steps, lr=1e-3, lr_gates=0.2, batch_size=16,
+                        seed=seed, final_temperature=final_temperature)
+    mask, _, log = locate(teacher, copy.deepcopy(teacher), train, tokenizer, keep, cfg)
+    return mask, log
+
+
+def decisive(mask: torch.Tensor, p_open: torch.Tensor, low: float = 0.1, high: float = 0.9) -> bool:
+    """Every kept head open with P >= high, every other with P <= low."""
+    p = torch.as_tensor(p_open)
+    pruned = p[mask == 0]
+    return bool((p[mask > 0] >= high).all() and (pruned.numel() == 0 or (pruned <= low).all()))
+
+
+def check_03_prediction(prediction, final_temperature: float, teacher, train, tokenizer,
+                        keep: int):
+    """Exercise 03.1: will the toy search end decisive at this final temperature?"""
+    if prediction not in (True, False):
+        return _say(False, "set `my_prediction` to True or False before running the search")
+    mask, log = toy_search(teacher, train, tokenizer, keep, final_temperature)
+    p = torch.tensor(log[-1]["open_probability"])
+    truth = decisive(mask, p)
+    kept = p[mask > 0].min().item()
+    return _say(prediction == truth,
+                f"at final temperature {final_temperature:g} the search ends "
+                f"{'decisive' if truth else 'undecided'}: the weakest kept head is open with "
+                f"P = {kept:.3f}, E = {log[-1]['expected_heads']:.2f} for K* = {keep}")
+
+
+def check_03_expected_open(expected_open) -> tuple[bool, str]:
+    """Exercise 03.2: E = sum of sigmoid(logit + shift + offset) over the gates."""
+    torch.manual_seed(1)
+    gates = HardConcreteGates(3, 4)
+    logits = torch.randn(3, 4) * 3
+    for shift in (-2.0, 0.0, 1.5):
+        want = float(gates.open_probability(logits + shift).sum())
+        got = float(expected_open(logits, shift))
+        if abs(got - want) > 1e-4:
+            return _say(False, f"with shift {shift:g} you get E = {got:.4f}, the gates give "
+                               f"{want:.4f}: did you add the offset {gates.offset:.3f}?")
+    return _say(True, "your E matches the gates' open probabilities at every shift")
+
+
+def check_03_newton_shift(newton_shift) -> tuple[bool, str]:
+    """Exercise 03.3: the shift c with sum sigmoid(logits + c + offset) = target, by Newton."""
+    offset = HardConcreteGates(1, 1).offset
+    torch.manual_seed(2)
+    logits = torch.randn(24) * 2
+    for target in (3.0, 12.0, 20.5):
+        want = budget_shift(logits, target, offset)
+        got = float(newton_shift(logits, target, offset))
+        e = float(torch.sigmoid(logits + got + offset).sum())
+        if abs(e - target) > 1e-3:
+            return _say(False, f"target {target:g}: your shift {got:.4f} gives E = {e:.4f} "
+                               f"(the bisection's {want:.4f} gives {target:g})")
+    return _say(True, "your Newton shift puts E on every target, as the bisection does")
