@@ -31,6 +31,7 @@ from peerprune.heads import num_layers_heads
 from peerprune.locator import BUDGETS, locate
 from peerprune.metrics import primary_score
 from peerprune.profiles import get_profile
+from peerprune.prune import PruneConfig
 from peerprune.results import RESULTS_DIR, atomic_write_text
 from peerprune.teacher import load_teacher
 from peerprune.train import evaluate, make_loader
@@ -48,7 +49,7 @@ def setting_of(row: dict) -> dict:
 def probe(profile: str, task: str, sparsity: float, seed: int = 0, **options) -> dict:
     """One locator search with `options` (PruneConfig fields) over the profile's run."""
     p = get_profile(profile)
-    run = p.prune_config(task, sparsity=sparsity, seed=seed, **options)
+    run = PruneConfig.for_profile(p, task, sparsity=sparsity, seed=seed, **options)
     teacher, tokenizer, t_result = load_teacher(task, profile, 0, p.model)
     n_layers, n_heads = num_layers_heads(teacher)
     n = n_layers * n_heads

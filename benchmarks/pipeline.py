@@ -30,8 +30,8 @@ if what == "dense":
     from peerprune.teacher import train_teacher
     r = train_teacher(task, profile, p.teacher_lrs[0])
 else:
-    from peerprune.prune import run_pruning
-    r = run_pruning(p.prune_config(task, method="apd", sparsity=sparsity))
+    from peerprune.prune import PruneConfig, run_pruning
+    r = run_pruning(PruneConfig.for_profile(p, task, method="apd", sparsity=sparsity))
 print(json.dumps({"what": what, "wall_s": r["wall_s"], "score": r["score"],
                   "timings": r.get("timings", {}),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

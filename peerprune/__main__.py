@@ -31,11 +31,12 @@ def _teacher(args) -> None:
 
 
 def _prune(args) -> None:
-    from .prune import ablation, check_config, run_pruning
+    from .prune import PruneConfig, ablation, check_config, run_pruning
     p = get_profile(args.profile)
     # the profile's option overrides apply, as in the notebooks, so both share finished runs
-    configs = [ablation(p.prune_config(task, method=method, sparsity=sparsity, keep=args.keep,
-                                       seed=seed, model=args.model, distill=distill), name)
+    configs = [ablation(PruneConfig.for_profile(p, task, method=method, sparsity=sparsity,
+                                                keep=args.keep, seed=seed, model=args.model,
+                                                distill=distill), name)
                for task in args.task or p.runnable_tasks() for method in args.method
                for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])

@@ -41,11 +41,6 @@ def heads_per_layer(model) -> list[int]:
     return [len(k) for k in kept_heads(model)]
 
 
-def full_mask(model) -> torch.Tensor:
-    """A (layers x heads) mask of ones: every head open."""
-    return torch.ones(num_layers_heads(model))
-
-
 def mask_from_kept(kept: list[list[int]], n_heads: int) -> torch.Tensor:
     """A 0/1 (layers x heads) mask from lists of kept head indices."""
     mask = torch.zeros(len(kept), n_heads)
@@ -127,18 +122,3 @@ def flops(model, seq_len: int = 128) -> int:
         total += 2 * 2 * T * d * d_ff  # feed-forward
     total += 2 * d * d + 2 * d * cfg.num_labels  # pooler, classifier
     return total
-
-
-class HeadGates(nn.Module):
-    """One learnable gate per head, passed to the model as its `head_mask`.
-
-    The model multiplies each head's attention probabilities by its gate, which is the
-    same as multiplying the head's contribution C_lh = A V W^O_h by it.
-    """
-
-    def __init__(self, n_layers: int, n_heads: int, init: float = 1.0):
-        super().__init__()
-        self.values = nn.Parameter(torch.full((n_layers, n_heads), float(init)))
-
-    def forward(self) -> torch.Tensor:
-        return self.values

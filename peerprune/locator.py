@@ -199,6 +199,98 @@ def _distill_objective(teacher, student, batch, z, config: LocatorConfig):
             + config.beta * layer_loss(s_cap.output, t_cap.output, tokens))
 
 
+class Projection:
+    """The default budget control: the gates use log_alpha / T_t shifted so that E = K_t
+    exactly (one shift, or one per layer under the uniform allocation)."""
+    distill = True  # the objective: CE + KD + layer loss against the teacher
+
+    def __init__(self, config: LocatorConfig, keep: int, n_layers: int, n_heads: int, device):
+        self.config, self.keep, self.n_heads = config, keep, n_heads
+        self.n = n_layers * n_heads
+        self.per_layer = (uniform_counts(keep, n_layers, n_heads)
+                          if config.allocation == "uniform" else None)
+        self.t = 1.0
+
+    def targets(self, k_t: float):
+        """K_t, or each layer's share of it under the uniform allocation."""
+        if self.per_layer is None:
+            return k_t
+        ramp = (k_t - self.keep) / max(1e-9, self.n - self.keep)
+        return [k + (self.n_heads - k) * ramp for k in self.per_layer]
+
+    def logits(self, gates, step: int, total: int, k_t: float) -> torch.Tensor:
+        self.t = temperature(step, total, self.config.final_temperature)
+        return projected_logits(gates.log_alpha, self.targets(k_t), self.t, gates.offset)
+
+    def penalty(self, p_open: torch.Tensor, k_t: float):
+        return 0.0
+
+    def after_step(self) -> None:
+        pass
+
+    def entry(self, logits: torch.Tensor, gates) -> dict:
+        groups = 1 if self.per_layer is None else len(self.per_layer)
+        shift = (logits - gates.log_alpha / self.t).detach()[:groups, 0]
+        return {"temperature": self.t, "shift": [round(x, 4) for x in shift.tolist()]}
+
+
+class Lagrangian(Projection):
+    """Learned multipliers: lambda1 * v + lambda2 * v^2 with v = (E - K_t) / N (or per layer
+    under the uniform allocation), the multipliers raised by plain gradient ascent."""
+
+    def __init__(self, config, keep, n_layers, n_heads, device):
+        super().__init__(config, keep, n_layers, n_heads, device)
+        groups = n_layers if self.per_layer is not None else 1
+        self.lambda1 = torch.zeros(groups, device=device)
+        self.lambda2 = torch.zeros(groups, device=device)
+        self.violation = torch.zeros(groups, device=device)
+
+    def logits(self, gates, step, total, k_t):
+        return gates.log_alpha
+
+    def penalty(self, p_open, k_t):
+        if self.per_layer is None:
+            self.violation = ((p_open.sum() - k_t) / self.n).reshape(1)
+        else:
+            n_layers = len(self.per_layer)
+            self.violation = (p_open.sum(1) - k_t / n_layers) / self.n_heads
+        return (self.lambda1 * self.violation + self.lambda2 * self.violation ** 2).sum()
+
+    def after_step(self):
+        with torch.no_grad():  # ascent: d loss / d lambda1 = violation, / d lambda2 = violation^2
+            v = self.violation.detach()
+            self.lambda1 += self.config.lr_lambda * v
+            self.lambda2 += self.config.lr_lambda * v ** 2
+
+    def entry(self, logits, gates):
+        return {"lambda1": self.lambda1.tolist(), "lambda2": self.lambda2.tolist()}
+
+
+class FixedPenalty(Lagrangian):
+    """The L0 Norm baseline: the task loss alone plus a fixed penalty lambda * E; no
+    multipliers, no KD, no layer loss."""
+    distill = False
+
+    def penalty(self, p_open, k_t):
+        return self.config.fixed_penalty * p_open.sum()
+
+    def after_step(self):
+        pass
+
+
+def budget_control(config: LocatorConfig, keep: int, n_layers: int, n_heads: int, device):
+    """The control of E this search uses (L0's fixed penalty when one is set)."""
+    if config.allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+    if config.budget_control not in BUDGETS:
+        raise ValueError(f"unknown budget_control {config.budget_control!r}; "
+                         f"valid: {', '.join(BUDGETS)}")
+    if config.fixed_penalty is not None:
+        return FixedPenalty(config, keep, n_layers, n_heads, device)
+    kind = Projection if config.budget_control == "projection" else Lagrangian
+    return kind(config, keep, n_layers, n_heads, device)
+
+
 def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorConfig):
     """Train gates (and the student's weights) under the budget; return the mask, the
     trained gates and a log with one entry per step.
@@ -208,30 +300,11 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     seed_everything(config.seed)
     accelerator = Accelerator(cpu=pick_device(config.device).type == "cpu")
     device = accelerator.device
-    teacher.to(device).eval()
-    student.to(device).train()
-    teacher.requires_grad_(False)
-    # set, not inherited: a copy of a teacher an earlier call froze would not learn
-    student.requires_grad_(config.train_weights)
+    _ready(teacher, student, device, config.train_weights)
     n_layers, n_heads = student.config.num_hidden_layers, student.config.num_attention_heads
     n = n_layers * n_heads
-    if config.allocation not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
-    groups = n_layers if config.allocation == "uniform" else 1
-    if config.budget_control not in BUDGETS:
-        raise ValueError(f"unknown budget_control {config.budget_control!r}; valid: {', '.join(BUDGETS)}")
-    project = config.budget_control == "projection" and config.fixed_penalty is None
-    per_layer = uniform_counts(keep, n_layers, n_heads) if groups > 1 else None
-
-    def targets(k_t: float):
-        """K_t, or each layer's share of it under the uniform allocation."""
-        if per_layer is None:
-            return k_t
-        ramp = (k_t - keep) / max(1e-9, n - keep)
-        return [k + (n_heads - k) * ramp for k in per_layer]
+    control = budget_control(config, keep, n_layers, n_heads, device)
     gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha).to(device)
-    lambda1 = torch.zeros(groups, device=device)
-    lambda2 = torch.zeros(groups, device=device)
     opt_w = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     opt_g = torch.optim.Adam(gates.parameters(), lr=config.lr_gates)
     per_process = max(1, config.batch_size // accelerator.num_processes)
@@ -250,42 +323,22 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
             if step >= total:
                 break
             k_t = budget_schedule(step, total, n, keep)
-            logits, t = gates.log_alpha, 1.0
-            if project:
-                t = temperature(step, total, config.final_temperature)
-                logits = projected_logits(gates.log_alpha, targets(k_t), t, gates.offset)
+            logits = control.logits(gates, step, total, k_t)
             z = gates_w(logits)
             p_open = gates.open_probability(logits)
-            violation = torch.zeros(groups, device=device)
-            if config.fixed_penalty is not None:  # L0 Norm: task loss + lambda * E
-                task_loss = wrapped(**batch, head_mask=z).loss
-                loss = task_loss + config.fixed_penalty * p_open.sum()
-            else:
+            if control.distill:
                 task_loss = _distill_objective(teacher, wrapped, batch, z, config)
-                loss = task_loss
-                if not project:
-                    if groups == 1:
-                        violation = ((p_open.sum() - k_t) / n).reshape(1)
-                    else:
-                        violation = (p_open.sum(1) - k_t / n_layers) / n_heads
-                    loss = loss + (lambda1 * violation + lambda2 * violation ** 2).sum()
+            else:
+                task_loss = wrapped(**batch, head_mask=z).loss
+            loss = task_loss + control.penalty(p_open, k_t)
             opt_w.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             opt_w.step()
             opt_g.step()
-            with torch.no_grad():  # ascent: d loss / d lambda1 = violation, / d lambda2 = violation^2
-                v = violation.detach()
-                lambda1 += config.lr_lambda * v
-                lambda2 += config.lr_lambda * v ** 2
-            entry = {"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
-                     "loss": task_loss.item()}
-            if project:
-                shift = (logits - gates.log_alpha / t).detach()[:groups, 0]
-                entry.update(temperature=t, shift=[round(x, 4) for x in shift.tolist()])
-            else:
-                entry.update(lambda1=lambda1.tolist(), lambda2=lambda2.tolist())
-            log.append({**entry,
+            control.after_step()
+            log.append({"step": step, "expected_heads": p_open.sum().item(), "k_t": k_t,
+                        "loss": task_loss.item(), **control.entry(logits, gates),
                         "expected_per_layer": [round(x, 3) for x in p_open.detach().sum(1).tolist()],
                         "open_per_layer": (p_open.detach() > 0.5).sum(1).tolist()})
             step += 1
@@ -296,10 +349,23 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
         log[-1].update(processes=accelerator.num_processes,
                        weights_agree=processes_agree(accelerator, wrapped)
                        and processes_agree(accelerator, gates_w))
+    return _final_mask(student, gates, log, p_open, keep, config), gates, log
+
+
+def _ready(teacher, student, device, train_weights: bool) -> None:
+    """The teacher frozen in eval mode, the student training (its weights only when asked:
+    set, not inherited, since a copy of a teacher an earlier call froze would not learn)."""
+    teacher.to(device).eval()
+    student.to(device).train()
+    teacher.requires_grad_(False)
+    student.requires_grad_(train_weights)
+
+
+def _final_mask(student, gates, log, p_open, keep: int, config: LocatorConfig) -> torch.Tensor:
+    """The K* gates with the largest logits; the last step's P(open) goes into the log."""
     student.eval()
     gates.eval()
-    mask = top_mask(gates.log_alpha.detach().cpu(), keep, config.allocation,
-                    config.min_one_per_layer)
     if log:  # the gates as the last step saw them: how decisive the search ended
         log[-1]["open_probability"] = [[round(x, 4) for x in row] for row in p_open.tolist()]
-    return mask, gates, log
+    return top_mask(gates.log_alpha.detach().cpu(), keep, config.allocation,
+                    config.min_one_per_layer)

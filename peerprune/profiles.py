@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,6 @@ class Profile:
         from .glue import hub_reachable
         return self.tasks + self.hub_tasks if hub_reachable() else self.tasks
 
-    def prune_config(self, task: str, **fields):
-        """A PruneConfig for this profile (its option overrides, then `fields`)."""
-        from .prune import PruneConfig
-        return PruneConfig(task=task, profile=self.name, **{**self.prune_options, **fields})
-
-    def with_(self, **changes) -> "Profile":
-        return replace(self, **changes)
 
 
 SWEEP = (0.25, 0.5, 0.58, 0.75, 0.83, 0.92)  # 54, 36, 30, 18, 12, 6 of 72 heads kept

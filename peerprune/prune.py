@@ -124,6 +124,12 @@ class PruneConfig:
     smp_sentences: int = option(4000, "meta-training sentences from the other tasks", "smp",
                                 methods=("smp",))
 
+    @classmethod
+    def for_profile(cls, profile, task: str, **fields) -> "PruneConfig":
+        """A run of `profile` (a Profile or its name): its option overrides, then `fields`."""
+        p = get_profile(profile) if isinstance(profile, str) else profile
+        return cls(task=task, profile=p.name, **{**p.prune_options, **fields})
+
     def resolved(self) -> "PruneConfig":
         """The same run with the method's defaults filled in and the task's name in its
         canonical spelling (`MRPC` -> `mrpc`)."""
@@ -236,24 +242,17 @@ def check_config(c: PruneConfig) -> None:
 # The ablations of the method, by name: the options each changes from the defaults.
 ABLATIONS = {
     "default": {},
-    "no-merge": {"merge": "none"},
-    "no-peer-loss": {"distill": "kd"},
-    "joint": {"merge": "joint", "peer_loss": "joint"},
-    "uniform": {"allocation": "uniform"},
-    "init-locator": {"init": "locator"},
-    # the peer loss sums K* normalised errors (about 8 at the start on MRPC against a CE
-    # near 0.6), so at beta 1 it dominates the fine-tuning; this weighs it 10 times less
-    "peer-weight-0.1": {"peer_beta": 0.1},
-    # the peer loss guides the start of the fine-tuning and hands over to CE + KD at the end
-    "peer-anneal": {"peer_schedule": "linear"},
-    # a kept head with no pruned peer is held to its own teacher contribution by the peer
-    # loss, which the task may not need; this leaves those heads to CE + KD
+    "no-merge": {"merge": "none"},  # remove the pruned heads without folding them in
+    "no-peer-loss": {"distill": "kd"},  # fine-tune with CE + logit KD only
+    "joint": {"merge": "joint", "peer_loss": "joint"},  # refit all kept rows of a layer at once
+    "uniform": {"allocation": "uniform"},  # the same number of heads in every layer
+    "init-locator": {"init": "locator"},  # fine-tune from the locator's weights
+    "peer-weight-0.1": {"peer_beta": 0.1},  # the peer loss weighed ten times less
+    "peer-anneal": {"peer_schedule": "linear"},  # the peer weight decays to 0 over the fine-tuning
+    # the peer loss only on the kept heads that absorbed a pruned peer
     "peer-absorbing": {"peer_heads": "absorbing"},
-    # at high sparsity the locator may empty whole layers (STS-B at 92%: [3,0,1,0,0,2]),
-    # where HISP's per-layer normalised scores keep one head in each; this keeps one too
-    "one-per-layer": {"min_one_per_layer": True},
-    # the learned multipliers of the first releases instead of the exact projection
-    "lagrangian": {"budget_control": "lagrangian"},
+    "one-per-layer": {"min_one_per_layer": True},  # no layer loses every head
+    "lagrangian": {"budget_control": "lagrangian"},  # the learned multipliers, not the projection
 }
 
 

@@ -103,8 +103,7 @@ def processes_agree(accelerator: Accelerator, model) -> bool:
 
 
 def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainConfig,
-              loss_fn: Callable = default_loss, desc: str = "fine-tune",
-              on_epoch: Callable | None = None) -> list[dict]:
+              loss_fn: Callable = default_loss, desc: str = "fine-tune") -> list[dict]:
     """Train `model` on a tokenised training split; evaluate after each epoch.
 
     Returns one record per epoch: epoch, mean training loss, dev scores, primary score,
@@ -152,8 +151,6 @@ def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainC
         if accelerator.is_local_main_process:
             bar.write(f"{desc} epoch {epoch}: loss {record['train_loss']:.4f}, "
                       f"{task} dev {record['score']:.2f}")
-        if on_epoch:
-            on_epoch(record)
     bar.close()
     model.eval()
     accelerator.free_memory()

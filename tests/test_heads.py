@@ -96,15 +96,3 @@ def test_models_do_not_share_config(tmp_path):
     assert c.config is not d.config
     heads.prune(c, torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1]]))
     assert heads.heads_per_layer(d) == [2, 1]
-
-
-def test_gates_act_as_head_mask(batch):
-    model = load_model("tiny")
-    gates = heads.HeadGates(2, 4, init=1.0)
-    with torch.no_grad():
-        gates.values.copy_(MASK)
-    assert (logits(model, batch, head_mask=gates()) - logits(model, batch, head_mask=MASK)).abs().max() == 0
-    gates = heads.HeadGates(2, 4, init=0.5)
-    loss = model(**batch, head_mask=gates()).logits.sum()
-    loss.backward()
-    assert gates.values.grad is not None and gates.values.grad.abs().sum() > 0
