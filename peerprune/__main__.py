@@ -58,7 +58,24 @@ def _report(args) -> None:
              else f"{', '.join(DOCUMENTS)} already up to date"))
 
 
+def load_plugins(argv) -> None:
+    """Import the modules named by `--plugin M` (before the parser is built, so that the
+    head-selection criteria they register are among `--method`'s choices)."""
+    import importlib
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        names = [argv[i + 1]] if arg == "--plugin" and i + 1 < len(argv) else (
+            [arg.split("=", 1)[1]] if arg.startswith("--plugin=") else [])
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ImportError as e:
+                raise SystemExit(f"error: --plugin {name!r} cannot be imported ({e})") from None
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    load_plugins(argv)
     from .prune import ABLATIONS, valid_values
     METHODS = valid_values("method")
     parser = argparse.ArgumentParser(prog="python -m peerprune")
@@ -85,6 +102,9 @@ def main(argv=None) -> int:
                     help=f"fine-tuning losses, one run each: {', '.join(valid_values('distill'))} "
                          "(default: peer for apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first: the criteria it registers with "
+                         "peerprune.selectors.register become methods")
     pr.set_defaults(run=_prune)
     r = sub.add_parser("report", help="rewrite the results tables of README.md and "
                                           "docs/findings.md from results/")

@@ -76,3 +76,41 @@ def check_03_newton_shift(newton_shift) -> tuple[bool, str]:
             return _say(False, f"target {target:g}: your shift {got:.4f} gives E = {e:.4f} "
                                f"(the bisection's {want:.4f} gives {target:g})")
     return _say(True, "your Newton shift puts E on every target, as the bisection does")
+
+
+def check_08_qk_norm(qk_norm_scores, teacher, keep: int) -> tuple[bool, str]:
+    """Exercise 08.1: one score per head from its query and key weights."""
+    from . import heads
+    from .locator import top_mask
+    n_layers, n_heads = heads.num_layers_heads(teacher)
+    scores = torch.as_tensor(qk_norm_scores(teacher), dtype=torch.float32)
+    if scores.shape != (n_layers, n_heads):
+        return _say(False, f"expected a ({n_layers} x {n_heads}) tensor, got {tuple(scores.shape)}")
+    d = teacher.config.hidden_size // n_heads
+    want = torch.stack([
+        torch.cat([getattr(heads.attention(teacher, l).self, m).weight.detach()
+                   .reshape(n_heads, d, -1) for m in ("query", "key")], 1).norm(dim=(1, 2))
+        for l in range(n_layers)])
+    if torch.allclose(scores, want, rtol=1e-3):
+        shared = int((top_mask(scores, keep) * top_mask(
+            torch.stack([heads.attention(teacher, l).output.dense.weight.detach()
+                         .reshape(-1, n_heads, d).norm(dim=(0, 2)) for l in range(n_layers)]),
+            keep)).sum())
+        return _say(True, f"the norms of the query and key rows of each head; it shares "
+                          f"{shared} of {keep} kept heads with outnorm")
+    same_order = torch.equal(top_mask(scores, keep), top_mask(want, keep))
+    return _say(same_order, "not the Frobenius norm of the head's query and key rows, "
+                            + ("but it keeps the same heads" if same_order else
+                               "and it keeps other heads: rows h*d to (h+1)*d of each weight"))
+
+
+def check_08_kd_prediction(prediction, config, score_with_kd: float) -> tuple[bool, str]:
+    """Exercise 08.2: run the criterion without KD and compare with the KD score."""
+    from dataclasses import replace
+    from .prune import run_pruning
+    if prediction not in ("above", "below"):
+        return _say(False, 'set `my_prediction` to "above" or "below" first')
+    plain = run_pruning(replace(config, distill="none"))["score"]
+    truth = "above" if plain > score_with_kd else "below"
+    return _say(prediction == truth, f"without KD {plain:.2f}, with KD {score_with_kd:.2f}: "
+                                     f"{truth}")

@@ -37,3 +37,46 @@ def test_03_solutions_pass_their_checks(shared_glue):
                                    lambda logits, shift: (logits + shift).sigmoid().sum()])
 def test_03_check_refuses_a_wrong_expected_open(wrong):
     assert not exercises.check_03_expected_open(wrong)[0]
+
+
+def test_08_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
+    """And a criterion registered here runs through the pipeline, the CLI's choices and the
+    generated comparison table with no other edit."""
+    import contextlib
+    import io
+
+    import torch
+
+    from peerprune import heads, selectors
+    from peerprune.__main__ import main
+    from peerprune.locator import top_mask
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.report import comparison_table
+    from peerprune.teacher import load_teacher
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+
+    @selectors.register("testnorm")
+    def test_norm(teacher, inputs, keep, c):
+        n_layers, n_heads = heads.num_layers_heads(teacher)
+        w = torch.stack([heads.attention(teacher, l).output.dense.weight.detach()
+                         .reshape(-1, n_heads, teacher.config.hidden_size // n_heads)
+                         .norm(dim=(0, 2)) for l in range(n_layers)])
+        return selectors.HeadChoice(top_mask(w, keep), {"scores": w.tolist()})
+
+    try:
+        help_text = io.StringIO()
+        with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+            main(["prune", "--help"])
+        assert "testnorm" in help_text.getvalue()
+        c = PruneConfig(task="rte", profile="smoke", method="testnorm", distill="kd", sparsity=0.5)
+        result = run_pruning(c)
+        assert result["method"] == "testnorm" and sum(result["heads_per_layer"]) == 4
+        assert "testnorm (kd)" in comparison_table("smoke", tmp_results / "results", target=0.5)
+        teacher, _, _ = load_teacher("rte", "smoke")
+        s = solution("ex08_extend")
+        assert exercises.check_08_qk_norm(s.qk_norm_scores, teacher, 4)[0]
+        assert not exercises.check_08_qk_norm(lambda t: torch.rand(2, 4), teacher, 4)[0]
+        ok, message = exercises.check_08_kd_prediction(s.PREDICTION, c, result["score"])
+        assert ("without KD" in message) and ok == (s.PREDICTION in message)
+    finally:
+        selectors.SELECTORS.pop("testnorm", None)
