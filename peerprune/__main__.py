@@ -36,16 +36,18 @@ def _prune(args) -> None:
     # the profile's option overrides apply, as in the notebooks, so both share finished runs
     configs = [ablation(PruneConfig.for_profile(p, task, method=method, sparsity=sparsity,
                                                 keep=args.keep, seed=seed, model=args.model,
-                                                distill=distill), name)
+                                                distill=distill, epochs=args.epochs,
+                                                merge=merge), name)
                for task in args.task or p.runnable_tasks() for method in args.method
                for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
-               for distill in args.distill or [None] for name in args.ablation]
+               for distill in args.distill or [None] for merge in args.merge or [None]
+               for name in args.ablation]
     for c in configs:  # refuse a bad setting before any run starts
         check_config(c.resolved())
     for c in configs:
         r = run_pruning(c)
-        print(f"{c.task} {c.method} {c.variant} sparsity {r['sparsity']:.3f} seed {c.seed}: "
+        print(f"{c.task} {c.method} {r['variant']} sparsity {r['sparsity']:.3f} seed {c.seed}: "
               f"{r['metric']} {r['score']:.2f} (teacher {r['teacher_score']:.2f}), "
               f"heads {r['heads_per_layer']}, {r['wall_s']:.0f} s", flush=True)
 
@@ -102,6 +104,10 @@ def main(argv=None) -> int:
                     help=f"fine-tuning losses, one run each: {', '.join(valid_values('distill'))} "
                          "(default: peer for apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    pr.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the profile's); "
+                    "0: the post-training path, no training after the merge")
+    pr.add_argument("--merge", nargs="+", help=f"recoveries, one run each: "
+                    f"{', '.join(valid_values('merge'))} (default: pairwise for apd, else none)")
     pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first: the criteria it registers with "
                          "peerprune.selectors.register become methods")

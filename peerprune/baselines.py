@@ -1,4 +1,4 @@
-"""The baselines' answers to "which heads?": Random, HISP and L0 Norm.
+"""The baselines' answers to "which heads?": Random, HISP, L0 Norm and Kwon et al.
 
 Each returns a 0/1 (layers x heads) mask with exactly the budget's K* heads; the entry
 point (`prune.py`) then removes the heads and fine-tunes, as for the method.
@@ -34,16 +34,16 @@ def _per_example_loss(logits, labels):
     return F.cross_entropy(logits, labels, reduction="sum")
 
 
-def head_importance(model, loader, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """HISP importance I_lh = E_x |dL(x)/dm_lh| at the current mask (ones by default).
+def mask_gradients(model, loader, mask: torch.Tensor | None = None):
+    """Per batch, every example's gradient of its own loss with respect to the head mask at
+    `mask` (ones by default), shaped (layers, batch, heads).
 
-    One backward per batch gives every example's own gradient: the head mask is given a
-    batch axis ([L, B, H, 1, 1]), so example b's loss only touches mask[:, b].
+    One backward per batch gives them all: the head mask is given a batch axis
+    ([L, B, H, 1, 1]), so example b's loss only touches mask[:, b].
     """
     device = next(model.parameters()).device
     n_layers, n_heads = num_layers_heads(model)
     base = torch.ones(n_layers, n_heads) if mask is None else mask.float()
-    total, count = torch.zeros(n_layers, n_heads), 0
     model.eval()  # gradients of the deterministic model (no dropout)
     for batch in loader:
         batch = to_device(batch, device)
@@ -53,9 +53,63 @@ def head_importance(model, loader, mask: torch.Tensor | None = None) -> torch.Te
         m.requires_grad_(True)
         logits = model(**batch, head_mask=m).logits
         grad, = torch.autograd.grad(_per_example_loss(logits, labels), m)
-        total += grad.abs().sum(dim=1).reshape(n_layers, n_heads).cpu()
-        count += b
+        yield grad.reshape(n_layers, b, n_heads).cpu()
+
+
+def head_importance(model, loader, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """HISP importance I_lh = E_x |dL(x)/dm_lh| at the current mask (ones by default)."""
+    n_layers, n_heads = num_layers_heads(model)
+    total, count = torch.zeros(n_layers, n_heads), 0
+    for grad in mask_gradients(model, loader, mask):
+        total += grad.abs().sum(dim=1)
+        count += grad.shape[1]
     return total / count
+
+
+def fisher_information(model, loader) -> torch.Tensor:
+    """Kwon et al.'s empirical Fisher information of the head mask at all ones, one
+    (H x H) block per layer: F_l = E_x g_l g_l^T with g_l = dL(x)/dm_l."""
+    n_layers, n_heads = num_layers_heads(model)
+    total, count = torch.zeros(n_layers, n_heads, n_heads, dtype=torch.float64), 0
+    for grad in mask_gradients(model, loader):
+        g = grad.double()  # (L, B, H)
+        total += torch.einsum("lbh,lbg->lhg", g, g)
+        count += g.shape[1]
+    return total / count
+
+
+def rearrange(mask: torch.Tensor, fisher: torch.Tensor, max_rounds: int = 100) -> torch.Tensor:
+    """Kwon et al.'s mask rearrangement: within each layer, keep the count and swap a kept
+    head for a pruned one while that lowers the layer's loss estimate (1-m)^T F_l (1-m)."""
+    mask = mask.clone()
+    for l in range(mask.shape[0]):
+        f = fisher[l]
+        for _ in range(max_rounds):
+            removed = 1 - mask[l].double()
+            best, swap = float(removed @ f @ removed), None
+            for k in mask[l].nonzero().flatten().tolist():
+                for p in (mask[l] == 0).nonzero().flatten().tolist():
+                    trial = removed.clone()
+                    trial[k], trial[p] = 1.0, 0.0
+                    cost = float(trial @ f @ trial)
+                    if cost < best - 1e-12:
+                        best, swap = cost, (k, p)
+            if swap is None:
+                break
+            mask[l, swap[0]], mask[l, swap[1]] = 0.0, 1.0
+    return mask
+
+
+def kwon_mask(model, loader, keep: int, min_one_per_layer: bool = False):
+    """Kwon et al. (2022), heads only: the K* heads of largest diagonal Fisher information
+    (every head costs the same), then the mask rearranged within each layer with the
+    Fisher blocks. Returns the mask and what the run records."""
+    fisher = fisher_information(model, loader)
+    diagonal = fisher.diagonal(dim1=1, dim2=2).float()
+    first = top_mask(diagonal, keep, "auto", min_one_per_layer)
+    mask = rearrange(first, fisher)
+    return mask, {"fisher_diagonal": diagonal.tolist(),
+                  "rearranged": int((mask != first).sum().item()) // 2}
 
 
 def normalise_per_layer(importance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -82,12 +82,32 @@ def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list
     return float(err / ref)
 
 
-MERGES = ("pairwise", "joint", "none")
+def rescale_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.Tensor:
+    """Kwon et al.'s mask tuning: one scale s_h per kept head, by least squares, so that
+    sum_{h kept} s_h C_h reproduces the full sum_h C_h over the calibration tokens. With
+    <C_h, C_g> = trace(W_h G_hg W_g^T), the scales solve a (K_l x K_l) system; the kept
+    heads' columns of W^O are multiplied by them (pruned columns set to zero)."""
+    w = torch.zeros_like(stats.weight)
+    if not kept:
+        return w
+    n = stats.n_heads
+    blocks = [stats.weight[:, stats.block([h])] for h in range(n)]
+    inner = torch.stack([torch.stack([torch.trace(blocks[h] @ stats.gram[stats.block([h])][
+        :, stats.block([g])] @ blocks[g].T) for g in range(n)]) for h in range(n)])
+    a = inner[kept][:, kept]
+    scales = _ridge_solve(a, inner[kept].sum(1, keepdim=True), rho)[:, 0]
+    for s, h in zip(scales, kept):
+        w[:, stats.block([h])] = s * blocks[h]
+    return w
+
+
+MERGES = ("pairwise", "joint", "rescale", "none")
 
 
 def merged_weights(stats: list[LayerStats], mask: torch.Tensor, peers, merge: str = "pairwise",
                    rho: float = 1e-3) -> list[torch.Tensor]:
-    """Every layer's output projection after the merge (`pairwise`, `joint` or `none`)."""
+    """Every layer's output projection after the merge (`pairwise`, `joint`, `rescale` or
+    `none`)."""
     if merge not in MERGES:
         raise ValueError(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
     out = []
@@ -96,6 +116,8 @@ def merged_weights(stats: list[LayerStats], mask: torch.Tensor, peers, merge: st
             out.append(pairwise_merge_weight(stats[l], peers[l], rho))
         elif merge == "joint":
             out.append(joint_merge_weight(stats[l], kept, rho))
+        elif merge == "rescale":
+            out.append(rescale_weight(stats[l], kept, rho))
         else:
             out.append(stats[l].weight)
     return out

@@ -7,6 +7,9 @@
     5 remove    the pruned heads cut out of the weights
     6 distill   fine-tuning with CE + KD + the peer loss
 
+With no fine-tuning epochs the path stops after step 5 and scores the pruned model as it is
+(the post-training path: any selector, then a merge, `rescale` or none).
+
 A baseline runs the same steps with its own selector, no merge and CE (+ KD); which steps
 run follows from the options (`uses_peers`). Run bookkeeping (identity, caches, the results
 file) is `prune.run_pruning`, which calls this.
@@ -25,7 +28,7 @@ from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
 from .losses import kd_loss, peer_loss
 from .models import model_for_task
-from .train import fine_tune
+from .train import evaluate, fine_tune, make_loader, pick_device
 
 
 @dataclass
@@ -71,6 +74,11 @@ def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clo
     with clock("merge_s"):  # 4, 5
         assignment, record = merge_and_remove(student, teacher, stats, choice.mask, c,
                                               inputs.calib)
+    if train_cfg.epochs == 0:  # the post-training path: the pruned model as it is
+        with clock("evaluate_s"):
+            record["history"] = [{"epoch": 0, "scores": evaluate_on(student, inputs, c.task,
+                                                                  train_cfg)}]
+        return student, choice, record
     with clock("fine_tune_s"):  # 6
         steps = math.ceil(len(inputs.train) / train_cfg.batch_size) * train_cfg.epochs
         loss_fn = distillation_loss(teacher, c, peers.peer_groups(assignment, choice.mask),
@@ -79,6 +87,12 @@ def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clo
                                       inputs.tokenizer, train_cfg, loss_fn=loss_fn,
                                       desc=f"{c.method} {c.task} {c.variant}")
     return student, choice, record
+
+
+def evaluate_on(model, inputs: Inputs, task: str, train_cfg) -> dict:
+    """The dev scores of `model` as it is."""
+    loader = make_loader(inputs.dev, inputs.tokenizer, train_cfg.eval_batch_size, False)
+    return evaluate(model.to(pick_device(train_cfg.device)).eval(), loader, task)
 
 
 def start_model(c, teacher, located, model_name: str):

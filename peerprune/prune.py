@@ -33,7 +33,7 @@ METHODS = tuple(SELECTORS)  # every registered head selection (selectors.py)
 
 
 def option(default, doc: str, group: str, *, after_choice: bool = False, methods=None,
-           choices=None, omit_at=MISSING, only_when=None):
+           choices=None, omit_at=MISSING, only_when=None, keep_when=None):
     """A PruneConfig field with its role declared once, from which the run's identity, the
     head choice's key, validation and the command line's help are derived:
 
@@ -46,10 +46,11 @@ def option(default, doc: str, group: str, *, after_choice: bool = False, methods
                   value, so the runs made before it existed keep their hash
     only_when     (other field, value): it means something only when that field has that
                   value, and is left out of the identity otherwise
+    keep_when     a test of the options: it is in the identity only where the test holds
     """
     return field(default=default, metadata={
         "doc": doc, "group": group, "after_choice": after_choice, "methods": methods,
-        "choices": choices, "omit_at": omit_at, "only_when": only_when})
+        "choices": choices, "omit_at": omit_at, "only_when": only_when, "keep_when": keep_when})
 
 
 APD = ("apd",)
@@ -70,7 +71,8 @@ class PruneConfig:
         "default: peer for the method, none for the baselines", "fine-tuning",
         after_choice=True, choices=("none", "kd", "peer"))
     model: str | None = option(None, "model id, path or alias; default: the profile's", "run")
-    epochs: int | None = option(None, "final fine-tuning epochs; default: the profile's",
+    epochs: int | None = option(None, "final fine-tuning epochs; default: the profile's; 0: the "
+                                "post-training path (choice, merge, removal, no training)",
                                 "fine-tuning", after_choice=True)
     lr: float | None = option(None, "the weights' learning rate, in the locator and the final "
                               "fine-tuning; default: the teacher's", "fine-tuning")
@@ -103,9 +105,10 @@ class PruneConfig:
                              "layer", "locator", methods=APD, choices=lambda: ALLOCATIONS)
     min_one_per_layer: bool = option(False, "keep at least one head in every layer",
                                      "locator")
-    merge: str | None = option(None, "default: pairwise for the method, none otherwise",
-                               "method", after_choice=True, methods=APD,
-                               choices=lambda: peers.MERGES)
+    merge: str | None = option(None, "pairwise | joint | rescale (Kwon's mask tuning) | none; "
+                               "default: pairwise for the method, none otherwise", "method",
+                               after_choice=True, choices=lambda: peers.MERGES,
+                               keep_when=lambda o: o["method"] == "apd" or o.get("epochs") == 0)
     peer_loss: str = option("per_head", "one term per kept head, or one per layer", "method",
                             after_choice=True, methods=APD, choices=("per_head", "joint"))
     init: str = option("teacher", "start of the final fine-tuning: the teacher's or the "
@@ -133,10 +136,11 @@ class PruneConfig:
     def resolved(self) -> "PruneConfig":
         """The same run with the method's defaults filled in and the task's name in its
         canonical spelling (`MRPC` -> `mrpc`)."""
-        apd = self.method == "apd"
-        return replace(self, task=get_task(self.task).name,
-                       distill=self.distill or ("peer" if apd else "none"),
-                       merge=self.merge or ("pairwise" if apd else "none"))
+        apd, post = self.method == "apd", self.epochs == 0
+        merge = self.merge or ("pairwise" if apd else "none")
+        variant = f"post-{merge}" if post and self.variant == "default" else self.variant
+        return replace(self, task=get_task(self.task).name, variant=variant, merge=merge,
+                       distill=self.distill or ("peer" if apd and not post else "none"))
 
     def locator_config(self, lr: float, batch_size: int) -> LocatorConfig:
         """The locator (and L0's gates) of this run: `lr` for the weights."""
@@ -191,6 +195,8 @@ def identity(options: dict, config_class=None) -> dict:
             drop.add(name)
         elif when and when[0] in options and options[when[0]] != when[1]:
             drop.add(name)
+        elif role.get("keep_when") and not role["keep_when"](options):
+            drop.add(name)
     return {k: v for k, v in options.items() if k not in drop}
 
 
@@ -234,9 +240,13 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError("peer_heads 'absorbing' selects heads of the per-head peer loss; "
                          f"this run has distill {c.distill!r} and peer_loss {c.peer_loss!r} "
                          "(use distill 'peer' and peer_loss 'per_head')")
-    if c.method != "apd" and (c.distill == "peer" or c.merge != "none"):
+    if c.method != "apd" and (c.distill == "peer" or (c.merge != "none" and c.epochs != 0)):
         raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
-                         "peer distillation belongs to 'apd'")
+                         "peer distillation belongs to 'apd' (any method's mask can be merged "
+                         "on the post-training path, epochs 0)")
+    if c.epochs == 0 and c.distill != "none":
+        raise ValueError(f"the post-training path (epochs 0) has no fine-tuning loss; this run "
+                         f"has distill {c.distill!r}")
 
 
 # The ablations of the method, by name: the options each changes from the defaults.
@@ -275,7 +285,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     keep = c.budget(n_layers * n_heads)
     check_budget(c, keep, n_layers, n_heads)
     train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
-                            epochs=c.epochs or p.epochs, max_length=p.max_length, seed=c.seed)
+                            epochs=p.epochs if c.epochs is None else c.epochs,
+                            max_length=p.max_length, seed=c.seed)
     full = run_identity(c, keep, train_cfg, t_result["config_hash"])
     h = config_hash(full)
     stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,

@@ -427,10 +427,47 @@ def headline_table(profile: str, results_root=None, target: float = 0.58) -> str
     return "\n".join(lines) + "\n"
 
 
+POST_RECOVERIES = ("none", "rescale", "pairwise", "joint")
+
+
+def post_training_table(profile: str, results_root=None) -> str:
+    """Markdown: the post-training path (no fine-tuning), per task, sparsity and mask: the
+    teacher, the pruned model with each recovery (`none` = the teacher masked, `rescale` =
+    Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
+    path and of the slowest (head choice included, unless the choice was read back), and the
+    fine-tuned method at that sparsity for comparison (seed 0)."""
+    rows: dict[tuple, dict] = {}
+    method_runs = {}
+    for r in load_results(results_root, profile=profile):
+        if r["method"] == "dense":
+            continue
+        if r.get("train", {}).get("epochs") != 0:
+            if r["method"] == "apd" and r["variant"] == "default" and r["seed"] == 0:
+                method_runs[(r["task"], r["target_sparsity"])] = r["score"]
+            continue
+        key = (r["task"], r["target_sparsity"], r["method"], r["seed"])
+        row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
+                                    "scores": {}, "walls": []})
+        row["scores"][r["options"]["merge"]] = r["score"]
+        row["walls"].append(r["wall_s"])
+    if not rows:
+        return f"_No post-training run (epochs 0) for profile `{profile}` yet._\n"
+    head = ["task", "heads removed", "mask", "seed", "teacher", *POST_RECOVERIES,
+            "wall time (s), fastest / slowest", "the method, fine-tuned"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (task, target, method, seed), row in sorted(rows.items()):
+        cells = [_fmt(row["scores"].get(k)) for k in POST_RECOVERIES]
+        lines.append("| " + " | ".join([
+            task, f"{target:.0%}", method, str(seed), _fmt(row["teacher"]), *cells,
+            f"{min(row['walls']):.0f} / {max(row['walls']):.0f}",
+            _fmt(method_runs.get((task, target)))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
           "sweep": sweep_table, "locator-probe": locator_probe_table,
-          "locator-budget": locator_budget_table}
+          "locator-budget": locator_budget_table, "post-training": post_training_table}
 
 
 def benchmark_table(results_root=None) -> str:

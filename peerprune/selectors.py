@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from . import heads
-from .baselines import hisp_mask, l0_mask, random_mask
+from .baselines import hisp_mask, kwon_mask, l0_mask, random_mask
 from .locator import locate
 from .models import model_for_task
 from .smp import SMPConfig, smp
@@ -90,4 +90,12 @@ def smp_heads(teacher, inputs, keep, c) -> HeadChoice:
                     seed=c.seed)
     mask, record = smp(pretrained, inputs.model_name, c.task, inputs.train, inputs.tokenizer,
                        keep, cfg, inputs.glue_dir, inputs.checkpoints_root or CHECKPOINTS_DIR)
+    return HeadChoice(mask, record)
+
+
+@register("kwon")
+def kwon_heads(teacher, inputs, keep, c) -> HeadChoice:
+    """Kwon et al. (2022): Fisher information of the head mask on the calibration sample,
+    the mask rearranged within each layer; needs no training."""
+    mask, record = kwon_mask(teacher, inputs.calib, keep, c.min_one_per_layer)
     return HeadChoice(mask, record)

@@ -1,0 +1,75 @@
+"""The post-training path: a head choice, a merge (or Kwon's rescaling), removal, no
+fine-tuning; and Kwon et al.'s Fisher mask with its rearrangement."""
+import copy
+
+import pytest
+import torch
+
+from peerprune import anatomy, baselines, heads, peers
+from peerprune.glue import task_data
+from peerprune.locator import top_mask
+from peerprune.models import load_model, load_tokenizer
+from peerprune.train import make_loader
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_glue):
+    tok = load_tokenizer("tiny")
+    train, evals = task_data("rte", tok, glue_dir=shared_glue, max_length=48,
+                             train_examples=64, eval_examples=32)
+    return load_model("tiny", seed=2), tok, make_loader(train, tok, 16, False)
+
+
+def test_mask_tuning_lowers_every_layers_reconstruction_error(tiny):
+    model, _, loader = tiny
+    stats = anatomy.collect_stats(model, loader)
+    mask = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+    kept = heads.kept_from_mask(mask)
+    for s, k in zip(stats, kept):
+        masked = peers.reconstruction_error(s, s.weight, k)
+        tuned = peers.reconstruction_error(s, peers.rescale_weight(s, k, 1e-6), k)
+        assert tuned < masked
+        # one scale per kept head: the tuned columns are multiples of the original ones
+        w = peers.rescale_weight(s, k, 1e-6)
+        for h in k:
+            cols = s.block([h])
+            ratio = w[:, cols] / s.weight[:, cols]
+            assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
+
+
+def test_kwon_mask_keeps_the_budget_and_rearranging_never_costs_more(tiny):
+    model, _, loader = tiny
+    fisher = baselines.fisher_information(model, loader)
+    assert fisher.shape == (2, 4, 4) and torch.allclose(fisher, fisher.transpose(1, 2))
+    first = top_mask(fisher.diagonal(dim1=1, dim2=2).float(), 3)
+    mask = baselines.rearrange(first, fisher)
+    assert mask.sum(1).tolist() == first.sum(1).tolist()  # counts per layer kept
+
+    def cost(m):
+        r = 1 - m.double()
+        return sum(float(r[l] @ fisher[l] @ r[l]) for l in range(2))
+    assert cost(mask) <= cost(first) + 1e-12
+    chosen, record = baselines.kwon_mask(model, loader, 3)
+    assert int(chosen.sum()) == 3 and len(record["fisher_diagonal"]) == 2
+
+
+def test_post_training_run_has_no_epochs_and_its_model_reloads(shared_glue, tmp_results,
+                                                                 monkeypatch):
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.train import evaluate
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    runs = {m: run_pruning(PruneConfig(task="rte", profile="smoke", method="kwon", epochs=0,
+                                       merge=m, sparsity=0.5)) for m in ("none", "rescale")}
+    r = runs["rescale"]
+    assert r["variant"] == "post-rescale" and r["train"]["epochs"] == 0
+    assert r["history"] == [{"epoch": 0, "scores": r["scores"]}] and "fine_tune_s" not in r["timings"]
+    assert runs["none"]["choice"]["path"] == r["choice"]["path"]  # one choice, two recoveries
+    err = r["reconstruction_error"]
+    assert all(t < m for t, m in zip(err["rescale"], err["none"]) if m > 0)
+    tok = load_tokenizer("tiny")
+    _, evals = task_data("rte", tok, glue_dir=shared_glue, max_length=64, eval_examples=32)
+    reloaded = load_model(r["checkpoint"])
+    assert heads.heads_per_layer(reloaded) == r["heads_per_layer"]
+    assert evaluate(reloaded, make_loader(evals["validation"], tok, 64, False), "rte") == r["scores"]
+    with pytest.raises(ValueError, match="has no fine-tuning loss"):
+        run_pruning(PruneConfig(task="rte", profile="smoke", epochs=0, distill="kd"))
