@@ -44,6 +44,7 @@ class Inputs:
     glue_dir: object = None
     checkpoints_root: object = None
     l0_tries: object = None  # where L0's penalty tries are kept
+    resume_dir: object = None  # where the fine-tuning keeps its last finished epoch
 
 
 class Clock(dict):
@@ -85,7 +86,8 @@ def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clo
                                     head_dim(teacher), steps)
         record["history"] = fine_tune(student, c.task, inputs.train, inputs.dev,
                                       inputs.tokenizer, train_cfg, loss_fn=loss_fn,
-                                      desc=f"{c.method} {c.task} {c.variant}")
+                                      desc=f"{c.method} {c.task} {c.variant}",
+                                      resume_dir=inputs.resume_dir)
     return student, choice, record
 
 
@@ -161,4 +163,9 @@ def distillation_loss(teacher, c, groups=None, d_h: int = 0, total_steps: int = 
                 absorbing_only=c.peer_heads == "absorbing")
         step += model.training
         return loss
+
+    def skip(steps: int) -> None:  # a resumed fine-tuning starts after `steps` steps
+        nonlocal step
+        step = steps
+    loss_fn.skip = skip
     return loss_fn

@@ -10,6 +10,7 @@ is read back, not rerun.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -305,10 +306,11 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
                                      train_cfg.to_dict(), p.train_examples))
     where = choice_dir(task_dir, before, keep, t_result["config_hash"], train_cfg.to_dict(),
                        p.train_examples)
+    ckpt = task_dir / f"{c.method}-{h}"
+    inputs.resume_dir = ckpt.with_name(ckpt.name + ".resume")
     clock = Clock()
     student, choice, record = prune_pipeline(teacher, inputs, c, keep, train_cfg,
                                              cached(SELECTORS[c.method], where, c), clock)
-    ckpt = task_dir / f"{c.method}-{h}"
     save_model(student, tokenizer, ckpt, peerprune_config=full)
     result = {**stub, **describe(student, c.task, record["history"]),
               "wall_s": round(time.perf_counter() - start, 1),
@@ -317,6 +319,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
               "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
               **record, **choice.record, "checkpoint": str(ckpt), "versions": versions()}
     save_result(result, results_root)
+    shutil.rmtree(inputs.resume_dir, ignore_errors=True)  # finished: no epoch to resume
     return result
 
 

@@ -7,6 +7,7 @@ learning-rate sweep on the dev set (`best_teacher`).
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -74,8 +75,9 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
     main_split, *other_splits = evals
     net = model_for_task(config["model"], task, seed=seed)
     start = time.perf_counter()
+    resume = ckpt.with_name(ckpt.name + ".resume")  # the last finished epoch, until the end
     history = fine_tune(net, task, train, evals[main_split], tokenizer, train_cfg,
-                        desc=f"teacher {task} lr={lr:g}")
+                        desc=f"teacher {task} lr={lr:g}", resume_dir=resume)
     wall = time.perf_counter() - start
     scores = dict(history[-1]["scores"])
     for split in other_splits:
@@ -92,6 +94,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
               "train_size": len(train), "eval_size": len(evals[main_split]),
               "checkpoint": str(ckpt), "versions": versions()}
     save_result(result, results_root)
+    shutil.rmtree(resume, ignore_errors=True)
     return result
 
 

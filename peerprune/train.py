@@ -10,6 +10,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -102,34 +103,80 @@ def processes_agree(accelerator: Accelerator, model) -> bool:
     return bool((sums == sums[0]).all())
 
 
+class EpochCheckpoint:
+    """A fine-tuning's state after its last finished epoch, in one file written atomically
+    (`epoch.pt` under its folder): the weights, the optimizer, the schedule, the random
+    states (Python, NumPy, torch, the data order) and the history so far."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / "epoch.pt"
+
+    def save(self, model, optimizer, scheduler, order, history) -> None:
+        from .results import atomic_file
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "order": order.get_state(),
+                 "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                 "python": random.getstate(), "history": history}
+        with atomic_file(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self, model, optimizer, scheduler, order) -> list[dict]:
+        """The history so far, with every state put back; [] when nothing is saved."""
+        if not self.path.is_file():
+            return []
+        state = torch.load(self.path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        order.set_state(state["order"])
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        return state["history"]
+
+
+def _optimiser(model, config: TrainConfig, batches: int, processes: int):
+    """AdamW on the trainable weights, and a linear decay over every process's steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = batches * config.epochs
+    if processes > 1:
+        total = -(-total // processes)
+    return optimizer, get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total), total)
+
+
 def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainConfig,
-              loss_fn: Callable = default_loss, desc: str = "fine-tune") -> list[dict]:
+              loss_fn: Callable = default_loss, desc: str = "fine-tune",
+              resume_dir=None) -> list[dict]:
     """Train `model` on a tokenised training split; evaluate after each epoch.
 
     Returns one record per epoch: epoch, mean training loss, dev scores, primary score,
     seconds, and under data parallelism the process count and whether the processes'
     weights agree. The batch size is global: each of n processes takes batch_size / n.
+    With `resume_dir`, each finished epoch is saved there (`EpochCheckpoint`) and a rerun
+    continues after the last saved epoch, with the numbers of an uninterrupted run.
     """
     seed_everything(config.seed)
     accelerator = accelerator_for(config)
     per_process = max(1, config.batch_size // accelerator.num_processes)
     train_loader = make_loader(train_data, tokenizer, per_process, True, config.seed)
+    order = train_loader.generator  # the data order's random state, saved with each epoch
     eval_loader = make_loader(eval_data, tokenizer, config.eval_batch_size, False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    total = len(train_loader) * config.epochs
-    if accelerator.num_processes > 1:
-        total = -(-total // accelerator.num_processes)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total), total)
+    optimizer, scheduler = _optimiser(model, config, len(train_loader),
+                                      accelerator.num_processes)
     wrapped, optimizer, train_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, scheduler)
     optimizer.zero_grad(set_to_none=True)  # a model trained before (the locator's) may carry grads
-    history = []
+    saved = EpochCheckpoint(resume_dir) if resume_dir else None
+    history = saved.restore(model, optimizer, scheduler, order) if saved else []
+    if history and hasattr(loss_fn, "skip"):
+        loss_fn.skip(len(history) * len(train_loader))  # a loss that counts its steps
     bar = tqdm(total=len(train_loader) * config.epochs, desc=desc,
+               initial=len(train_loader) * len(history),
                mininterval=5 if sys.stderr.isatty() else 60,
                disable=not accelerator.is_local_main_process)
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(history) + 1, config.epochs + 1):
         start, losses = time.perf_counter(), []
         wrapped.train()
         for batch in train_loader:
@@ -148,6 +195,8 @@ def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainC
             record.update(processes=accelerator.num_processes,
                           weights_agree=processes_agree(accelerator, wrapped))
         history.append(record)
+        if saved and epoch < config.epochs and accelerator.is_main_process:
+            saved.save(model, optimizer, scheduler, order, history)
         if accelerator.is_local_main_process:
             bar.write(f"{desc} epoch {epoch}: loss {record['train_loss']:.4f}, "
                       f"{task} dev {record['score']:.2f}")
