@@ -36,6 +36,7 @@ def _prune(args) -> None:
     # the profile's option overrides apply, as in the notebooks, so both share finished runs
     configs = [ablation(PruneConfig.for_profile(p, task, method=method, sparsity=sparsity,
                                                 keep=args.keep, seed=seed, model=args.model,
+                                                teacher=args.teacher,
                                                 distill=distill, epochs=args.epochs,
                                                 merge=merge), name)
                for task in args.task or p.runnable_tasks() for method in args.method
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
                     help=f"fine-tuning losses, one run each: {', '.join(valid_values('distill'))} "
                          "(default: peer for apd, none for the baselines)")
     pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    pr.add_argument("--teacher", metavar="FOLDER",
+                    help="your fine-tuned model (a save_pretrained folder), pruned as it is: "
+                         "no teacher is trained")
     pr.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the profile's); "
                     "0: the post-training path, no training after the merge")
     pr.add_argument("--merge", nargs="+", help=f"recoveries, one run each: "

@@ -98,10 +98,10 @@ def check_08_qk_norm(qk_norm_scores, teacher, keep: int) -> tuple[bool, str]:
             keep)).sum())
         return _say(True, f"the norms of the query and key rows of each head; it shares "
                           f"{shared} of {keep} kept heads with outnorm")
-    same_order = torch.equal(top_mask(scores, keep), top_mask(want, keep))
-    return _say(same_order, "not the Frobenius norm of the head's query and key rows, "
-                            + ("but it keeps the same heads" if same_order else
-                               "and it keeps other heads: rows h*d to (h+1)*d of each weight"))
+    same = torch.equal(top_mask(scores, keep), top_mask(want, keep))
+    return _say(False, "not the Frobenius norm of each head's query and key rows (rows h*d to "
+                       "(h+1)*d of each weight)" + (", though it keeps the same heads" if same
+                                                    else ""))
 
 
 def check_08_kd_prediction(prediction, config, score_with_kd: float) -> tuple[bool, str]:

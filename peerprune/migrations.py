@@ -23,7 +23,8 @@ def recompute_hash(result: dict, teachers: dict[tuple, str]) -> str:
     """The hash `run_pruning` gives this result's configuration today."""
     from .prune import identity
     p = get_profile(result["profile"])
-    teacher = teachers[(result["profile"], result["task"], result["model"], result["teacher_lr"])]
+    teacher = result.get("teacher_hash") or teachers[
+        (result["profile"], result["task"], result["model"], result["teacher_lr"])]
     return config_hash({"prune": identity(result["options"]), "train": result["train"],
                         "keep": sum(result["heads_per_layer"]), "teacher": teacher,
                         "train_examples": p.train_examples, "eval_examples": p.eval_examples})

@@ -27,7 +27,7 @@ from .profiles import get_profile
 from .results import (config_hash, distributed_state, find_result, result_path, save_result,
                       versions)
 from .selectors import SELECTORS, HeadChoice
-from .teacher import load_teacher, task_checkpoints
+from .teacher import folder_teacher, load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
 
 METHODS = tuple(SELECTORS)  # every registered head selection (selectors.py)
@@ -72,6 +72,9 @@ class PruneConfig:
         "default: peer for the method, none for the baselines", "fine-tuning",
         after_choice=True, choices=("none", "kd", "peer"))
     model: str | None = option(None, "model id, path or alias; default: the profile's", "run")
+    teacher: str | None = option(None, "a fine-tuned model folder used as the teacher as it is "
+                                 "(no retraining); default: the profile's teacher of the task",
+                                 "run", omit_at=None)
     epochs: int | None = option(None, "final fine-tuning epochs; default: the profile's; 0: the "
                                 "post-training path (choice, merge, removal, no training)",
                                 "fine-tuning", after_choice=True)
@@ -224,7 +227,7 @@ def check_config(c: PruneConfig) -> None:
     """Refuse unknown names and combinations, naming the valid values, before any work:
     also a model folder that does not exist and a budget the model cannot hold."""
     get_task(c.task)
-    model = c.model or get_profile(c.profile).model
+    model = c.teacher or c.model or get_profile(c.profile).model
     check_model_name(model)
     n_heads = count_heads(model)
     if n_heads is not None:
@@ -279,13 +282,16 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     c = c.resolved()
     check_config(c)
     p = get_profile(c.profile)
-    model_name = c.model or p.model
-    teacher, tokenizer, t_result = load_teacher(c.task, c.profile, 0, model_name, glue_dir,
-                                                results_root, checkpoints_root)
+    model_name = c.model or c.teacher or p.model
+    if c.teacher:
+        teacher, tokenizer, t_result = folder_teacher(c.teacher, c.task, c.profile, glue_dir)
+    else:
+        teacher, tokenizer, t_result = load_teacher(c.task, c.profile, 0, model_name, glue_dir,
+                                                    results_root, checkpoints_root)
     n_layers, n_heads = heads.num_layers_heads(teacher)
     keep = c.budget(n_layers * n_heads)
     check_budget(c, keep, n_layers, n_heads)
-    train_cfg = TrainConfig(lr=c.lr or t_result["lr"], batch_size=p.batch_size,
+    train_cfg = TrainConfig(lr=c.lr or t_result["lr"] or TrainConfig.lr, batch_size=p.batch_size,
                             epochs=p.epochs if c.epochs is None else c.epochs,
                             max_length=p.max_length, seed=c.seed)
     full = run_identity(c, keep, train_cfg, t_result["config_hash"])
@@ -311,16 +317,27 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     clock = Clock()
     student, choice, record = prune_pipeline(teacher, inputs, c, keep, train_cfg,
                                              cached(SELECTORS[c.method], where, c), clock)
+    name_labels(student, c.task)
     save_model(student, tokenizer, ckpt, peerprune_config=full)
     result = {**stub, **describe(student, c.task, record["history"]),
               "wall_s": round(time.perf_counter() - start, 1),
               "timings": {k: round(v, 1) for k, v in clock.items()}, "config_hash": h,
               "options": asdict(c), "train": train_cfg.to_dict(),
               "teacher_score": t_result["score"], "teacher_lr": t_result["lr"],
+              "teacher_hash": t_result["config_hash"], "teacher_checkpoint": t_result["checkpoint"],
               **record, **choice.record, "checkpoint": str(ckpt), "versions": versions()}
     save_result(result, results_root)
     shutil.rmtree(inputs.resume_dir, ignore_errors=True)  # finished: no epoch to resume
     return result
+
+
+def name_labels(model, task: str) -> None:
+    """The task's label names in the model's config, so that a pipeline on the saved model
+    answers `equivalent` rather than `LABEL_1`."""
+    names = get_task(task).label_names
+    if names and model.config.num_labels == len(names):
+        model.config.id2label = dict(enumerate(names))
+        model.config.label2id = {n: i for i, n in enumerate(names)}
 
 
 def check_budget(c: PruneConfig, keep: int, n_layers: int, n_heads: int) -> None:

@@ -134,3 +134,37 @@ def load_teacher(task: str, profile: str = "full", seed: int = 0, model: str | N
                            glue_dir, results_root, checkpoints_root)
     ckpt = result["checkpoint"]
     return load_model(ckpt), load_tokenizer(ckpt), result
+
+
+def folder_teacher(path: str, task: str, profile: str = "full", glue_dir=None):
+    """A fine-tuned model folder (`save_pretrained`) used as the teacher *as it is*: no
+    retraining. Returns (model, tokenizer, record) with its dev score on the task and a
+    hash of its weights and config, which stands in for a trained teacher's config hash."""
+    import hashlib
+
+    from .models import check_model_name, load_model
+    check_model_name(path)
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"teacher {path!r} is not a folder written by save_pretrained")
+    digest = hashlib.sha256()
+    for f in sorted(folder.glob("*")):
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin"):
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    p = get_profile(profile)
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
+    spec = get_task(task)
+    want = 1 if spec.is_regression else len(spec.label_names)
+    if model.config.num_labels != want:
+        raise ValueError(f"teacher {path!r} has {model.config.num_labels} labels; task "
+                         f"{spec.name!r} has {want}")
+    _, evals = task_data(spec.name, tokenizer, glue_dir=glue_dir, max_length=p.max_length,
+                         eval_examples=p.eval_examples, train_examples=p.train_examples)
+    loader = make_loader(evals[next(iter(evals))], tokenizer, 64, False)
+    scores = evaluate(model, loader, spec.name)
+    record = {"config_hash": digest.hexdigest()[:12], "score": primary_score(spec.name, scores),
+              "scores": scores, "lr": None, "checkpoint": str(folder), "as_is": True}
+    print(f"teacher: the folder {folder} as it is (not retrained); {spec.name} dev "
+          f"{record['score']:.2f}", flush=True)
+    return model, tokenizer, record
