@@ -1,7 +1,9 @@
 """GLUE metrics from scikit-learn and SciPy, in percent.
 
-(`evaluate`'s GLUE metric would be fetched from the Hub at run time; these are the
-same formulas, computed locally.)
+The same formulas as `evaluate`'s GLUE metric, computed locally; they are also an `evaluate`
+metric module of the project's own, which works offline:
+
+    evaluate.load(peerprune.metrics.EVALUATE_MODULE, "mrpc").compute(predictions=..., references=...)
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from .glue import get_task
+
+# the folder of the project's `evaluate` module (peerprune/evaluate_glue/evaluate_glue.py)
+EVALUATE_MODULE = str(__import__("pathlib").Path(__file__).with_name("evaluate_glue"))
 
 
 def _metric(name: str, predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -39,6 +44,14 @@ def compute_metrics(task: str, logits, labels) -> dict[str, float]:
     else:
         predictions = logits.argmax(axis=-1)
     return {m: 100.0 * _metric(m, predictions, labels) for m in spec.metrics}
+
+
+def glue_scores(task: str, predictions, references) -> dict[str, float]:
+    """A task's metrics as fractions, from predicted classes (or scores, for STS-B) and gold
+    labels: what `evaluate.load("glue", task).compute(...)` returns."""
+    spec = get_task(task)
+    predictions = np.asarray(predictions, dtype=np.float64 if spec.is_regression else np.int64)
+    return {m: _metric(m, predictions, np.asarray(references)) for m in spec.metrics}
 
 
 def primary_score(task: str, scores: dict[str, float]) -> float:

@@ -445,20 +445,21 @@ def post_training_table(profile: str, results_root=None) -> str:
             if r["method"] == "apd" and r["variant"] == "default" and r["seed"] == 0:
                 method_runs[(r["task"], r["target_sparsity"])] = r["score"]
             continue
-        key = (r["task"], r["target_sparsity"], r["method"], r["seed"])
+        key = (r["task"], r["target_sparsity"], r["method"], r["seed"],
+               r["options"].get("calib_examples", 512))
         row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
                                     "scores": {}, "walls": []})
         row["scores"][r["options"]["merge"]] = r["score"]
         row["walls"].append(r["wall_s"])
     if not rows:
         return f"_No post-training run (epochs 0) for profile `{profile}` yet._\n"
-    head = ["task", "heads removed", "mask", "seed", "teacher", *POST_RECOVERIES,
+    head = ["task", "heads removed", "mask", "seed", "calibration", "teacher", *POST_RECOVERIES,
             "wall time (s), fastest / slowest", "the method, fine-tuned"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (task, target, method, seed), row in sorted(rows.items()):
+    for (task, target, method, seed, calib), row in sorted(rows.items()):
         cells = [_fmt(row["scores"].get(k)) for k in POST_RECOVERIES]
         lines.append("| " + " | ".join([
-            task, f"{target:.0%}", method, str(seed), _fmt(row["teacher"]), *cells,
+            task, f"{target:.0%}", method, str(seed), str(calib), _fmt(row["teacher"]), *cells,
             f"{min(row['walls']):.0f} / {max(row['walls']):.0f}",
             _fmt(method_runs.get((task, target)))]) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""peerprune's GLUE metric as an `evaluate` module (see evaluate_glue.py)."""
