@@ -114,3 +114,31 @@ def check_08_kd_prediction(prediction, config, score_with_kd: float) -> tuple[bo
     truth = "above" if plain > score_with_kd else "below"
     return _say(prediction == truth, f"without KD {plain:.2f}, with KD {score_with_kd:.2f}: "
                                      f"{truth}")
+
+
+def check_04_ridge(prediction, rho: float, stats, layer_peers: dict, kept: list[int]):
+    """Exercise 04.1: a huge ridge shrinks every merge map to zero: the merge does nothing."""
+    from .peers import pairwise_merge_weight, reconstruction_error
+    if prediction not in ("none", "default"):
+        return _say(False, 'set `my_prediction` to "none" or "default" first')
+    none = reconstruction_error(stats, stats.weight, kept)
+    default = reconstruction_error(stats, pairwise_merge_weight(stats, layer_peers, 1e-3), kept)
+    big = reconstruction_error(stats, pairwise_merge_weight(stats, layer_peers, rho), kept)
+    truth = "none" if abs(big - none) < abs(big - default) else "default"
+    return _say(prediction == truth, f"rho {rho:g}: error {big:.4f}, against {none:.4f} without "
+                                     f"a merge and {default:.4f} at the default ridge")
+
+
+def check_04_peer_target(peer_target) -> tuple[bool, str]:
+    """Exercise 04.2: T_r, the sum of the teacher contributions a kept head carries."""
+    from .losses import group_matrix
+    torch.manual_seed(4)
+    c_t = torch.randn(7, 4, 5)
+    groups = {0: [0, 1, 3], 2: [2]}
+    want = torch.einsum("nhd,hr->nrd", c_t, group_matrix(groups, 4))
+    for j, (r, members) in enumerate(sorted(groups.items())):
+        got = torch.as_tensor(peer_target(c_t, members))
+        if got.shape != want[:, j].shape or not torch.allclose(got, want[:, j], atol=1e-6):
+            return _say(False, f"kept head {r} carrying {members}: not the sum of their "
+                               "teacher contributions")
+    return _say(True, "each kept head's target is its own and its pruned peers' contributions")

@@ -3,6 +3,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 from peerprune import exercises
 
@@ -80,3 +81,22 @@ def test_08_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
         assert ("without KD" in message) and ok == (s.PREDICTION in message)
     finally:
         selectors.SELECTORS.pop("testnorm", None)
+
+
+def test_04_solutions_pass_their_checks(shared_glue):
+    from peerprune import anatomy, heads, peers
+    from peerprune.glue import task_data
+    from peerprune.models import load_model, load_tokenizer
+    from peerprune.train import make_loader
+    s = solution("ex04_peer_distillation")
+    assert exercises.check_04_peer_target(s.peer_target)[0]
+    assert not exercises.check_04_peer_target(lambda c_t, members: c_t[:, members[0]])[0]
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=48,
+                         eval_examples=16)
+    stats = anatomy.collect_stats(load_model("tiny", seed=2), make_loader(train, tok, 16, False))
+    mask = torch.tensor([[1.0, 1, 1, 1], [1, 0, 1, 0]])
+    assignment = peers.assign_peers(anatomy.similarity(stats), mask)
+    kept = heads.kept_from_mask(mask)[1]
+    assert exercises.check_04_ridge(s.PREDICTION, 1e3, stats[1], assignment[1], kept)[0]
+    assert not exercises.check_04_ridge("default", 1e3, stats[1], assignment[1], kept)[0]

@@ -81,7 +81,7 @@ def test_figures_show_inline_and_exercises_run(executed, name):
         assert all("not yet" in "".join(o.get("text", "")) for c in checks for o in c["outputs"]
                    if o.get("name") == "stdout"), "a starter must not pass its own check"
     stderr = [c for c in code if any(o.get("name") == "stderr" for o in c["outputs"])]
-    if name.startswith(("03_", "08_", "09_")):  # the rewritten notebooks: no stderr at all
+    if name.startswith(("03_", "04_", "08_", "09_")):  # the rewritten ones: no stderr at all
         assert not stderr, f"{name}: stderr in {len(stderr)} cells"
 
 
@@ -103,7 +103,7 @@ def test_outputs_written(executed):
     assert {r["variant"] for r in runs if r["method"] == "apd"} >= {"default", "no-merge", "uniform"}
     assert ("outnorm", "kd") in methods  # notebook 08's registered criterion, a method like any
     for name in ("anatomy_rte_cosine", "anatomy_rte_cka", "anatomy_rte_r2", "locator_rte",
-                 "locator_gate_probability", "locator_temperature",
+                 "locator_gate_probability", "locator_temperature", "peer_distillation_rte",
                  "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity",
                  "latency_vs_sparsity", "locator_run_rte_s0.50_seed0",
                  "locator_run_rte_s0.75_seed0"):
