@@ -53,6 +53,42 @@ def kept_from_mask(mask: torch.Tensor) -> list[list[int]]:
     return [torch.nonzero(row > 0).flatten().tolist() for row in mask]
 
 
+class gated:
+    """Gate every head through the model's own modules, without `head_mask`:
+
+        with heads.gated(model, mask):
+            model(**batch)
+
+    A forward pre-hook on each layer's output projection scales head h's slice of its input
+    by mask[l, h], which is m_lh * O_lh before W^O: the same as a head mask, and it works
+    where `head_mask` is gone (transformers 5). `mask` is (layers x heads), or
+    (layers x batch x heads) for one gate per example; it may require grad."""
+
+    def __init__(self, model, mask: torch.Tensor):
+        self.model, self.mask, self.handles = model, mask, []
+
+    def __enter__(self):
+        n_layers = num_layers_heads(self.model)[0]
+        for l in range(n_layers):
+            dense = attention(self.model, l).output.dense
+            self.handles.append(dense.register_forward_pre_hook(self._hook(l)))
+        return self
+
+    def _hook(self, layer: int):
+        def scale(module, args):
+            (x,) = args  # (batch, tokens, heads * d_h)
+            m = self.mask[layer].to(x.dtype)
+            n = m.shape[-1]
+            gate = m[None, None, :, None] if m.dim() == 1 else m[:, None, :, None]
+            return (x.unflatten(-1, (n, -1)) * gate).flatten(-2),
+        return scale
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
 def check_mask(model, mask: torch.Tensor) -> None:
     """Refuse a mask of the wrong shape, naming the shape the model needs."""
     shape = tuple(num_layers_heads(model))

@@ -96,3 +96,28 @@ def test_models_do_not_share_config(tmp_path):
     assert c.config is not d.config
     heads.prune(c, torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1]]))
     assert heads.heads_per_layer(d) == [2, 1]
+
+
+def test_gating_through_the_modules_equals_the_head_mask(batch):
+    """heads.gated (a pre-hook scaling each head's slice before W^O) gives the head mask's
+    numbers: a fixed mask, soft gates, one gate per example, and the gradients."""
+    model = load_model("tiny")
+    soft = torch.rand(2, 4, generator=torch.Generator().manual_seed(0))
+    for mask in (MASK, soft):
+        with torch.no_grad(), heads.gated(model, mask):
+            hooked = model(**batch).logits
+        assert (hooked - logits(model, batch, head_mask=mask)).abs().max() < 1e-6
+    b = batch["input_ids"].shape[0]
+    per_example = torch.rand(2, b, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), heads.gated(model, per_example):
+        hooked = model(**batch).logits
+    reference = model(**batch, head_mask=per_example[:, :, :, None, None]).logits.detach()
+    assert (hooked - reference).abs().max() < 1e-6
+    g1 = soft.clone().requires_grad_(True)
+    with heads.gated(model, g1):
+        model(**batch).logits.sum().backward()
+    g2 = soft.clone().requires_grad_(True)
+    model(**batch, head_mask=g2).logits.sum().backward()
+    assert torch.allclose(g1.grad, g2.grad, atol=1e-6)
+    with torch.no_grad():  # the hooks are gone afterwards
+        assert (model(**batch).logits - logits(model, batch)).abs().max() == 0
