@@ -142,3 +142,26 @@ def check_04_peer_target(peer_target) -> tuple[bool, str]:
             return _say(False, f"kept head {r} carrying {members}: not the sum of their "
                                "teacher contributions")
     return _say(True, "each kept head's target is its own and its pruned peers' contributions")
+
+
+def check_02_cosine(head_cosine, c: torch.Tensor, stats) -> tuple[bool, str]:
+    """Exercise 02.1: the cosine of two heads' flattened contributions."""
+    from .anatomy import cosine_similarity
+    want = cosine_similarity(stats)
+    for a, b in ((0, 1), (1, 2), (0, 0)):
+        got = float(head_cosine(c, a, b))
+        if abs(got - float(want[a, b])) > 1e-4:
+            return _say(False, f"heads {a} and {b}: you get {got:.4f}, the Gram matrix gives "
+                               f"{float(want[a, b]):.4f}")
+    return _say(True, "your cosine matches the one computed from the Gram matrix")
+
+
+def check_02_best_layer(layer, stats) -> tuple[bool, str]:
+    """Exercise 02.2: the layer with the highest mean R² of its heads from their peers."""
+    from .anatomy import peer_r2
+    means = [float(peer_r2(s).mean()) for s in stats]
+    best = max(range(len(means)), key=means.__getitem__)
+    if layer is None:
+        return _say(False, "set `my_layer` to a layer index first")
+    return _say(layer == best, f"layer {best} has the highest mean R² ({means[best]:.3f}); "
+                               f"layer {layer}'s is {means[layer]:.3f}")

@@ -100,3 +100,26 @@ def test_04_solutions_pass_their_checks(shared_glue):
     kept = heads.kept_from_mask(mask)[1]
     assert exercises.check_04_ridge(s.PREDICTION, 1e3, stats[1], assignment[1], kept)[0]
     assert not exercises.check_04_ridge("default", 1e3, stats[1], assignment[1], kept)[0]
+
+
+def test_02_solutions_pass_their_checks(shared_glue):
+    from peerprune import anatomy, heads
+    from peerprune.glue import task_data
+    from peerprune.models import load_model, load_tokenizer
+    from peerprune.train import make_loader
+    s = solution("ex02_head_anatomy")
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=16,
+                         eval_examples=16)
+    model = load_model("tiny", seed=2)
+    loader = make_loader(train, tok, 16, False)
+    stats = anatomy.collect_stats(model, loader)
+    batch = next(iter(loader))
+    with torch.no_grad(), anatomy.Capture(model) as cap:
+        model(**{k: v for k, v in batch.items() if k != "labels"})
+    c = anatomy.contributions(cap.context[0], heads.attention(model, 0).output.dense.weight.detach(),
+                              anatomy.head_dim(model))[batch["attention_mask"].bool()].double()
+    assert exercises.check_02_cosine(s.head_cosine, c, stats[0])[0]
+    assert not exercises.check_02_cosine(lambda c, a, b: 0.5, c, stats[0])[0]
+    assert exercises.check_02_best_layer(s.best_layer(stats), stats)[0]
+    assert not exercises.check_02_best_layer(1 - s.best_layer(stats), stats)[0]

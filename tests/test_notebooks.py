@@ -81,7 +81,7 @@ def test_figures_show_inline_and_exercises_run(executed, name):
         assert all("not yet" in "".join(o.get("text", "")) for c in checks for o in c["outputs"]
                    if o.get("name") == "stdout"), "a starter must not pass its own check"
     stderr = [c for c in code if any(o.get("name") == "stderr" for o in c["outputs"])]
-    if name.startswith(("03_", "04_", "08_", "09_")):  # the rewritten ones: no stderr at all
+    if name.startswith(("02_", "03_", "04_", "08_", "09_")):  # the rewritten: no stderr
         assert not stderr, f"{name}: stderr in {len(stderr)} cells"
 
 
