@@ -27,16 +27,18 @@ def in_notebook() -> bool:
 
 
 def save(fig, name: str, out_dir=None) -> list[Path]:
-    """Write `name`.png and `name`.pdf; return both paths. In a notebook the figure stays
-    open, so that the cell shows it inline; elsewhere it is closed."""
+    """Write `name`.png and `name`.pdf, show the figure inline in a notebook, close it;
+    return both paths."""
     out = Path(out_dir or FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=120, metadata={"Software": None})
     fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None, "Producer": None,
                                     "Creator": None})
-    if not in_notebook():
-        plt.close(fig)
+    if in_notebook():
+        from IPython.display import display
+        display(fig)
+    plt.close(fig)
     return paths
 
 
