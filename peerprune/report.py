@@ -372,9 +372,21 @@ def locator_budget_rows(profile: str, results_root=None) -> list[dict]:
                     "budget": r["options"].get("budget_control", "lagrangian"),
                     "keep": sum(r["heads_per_layer"]), "final_expected": log[-1]["expected_heads"],
                     "max_gap": max(abs(e["expected_heads"] - e["k_t"]) for e in second),
+                    "decisive": _decisiveness(log[-1], r["kept_heads"]),
                     "heads_per_layer": r["heads_per_layer"], "score": r["score"]})
     return sorted(out, key=lambda x: (x["task"], x["target_sparsity"], x["budget"] != "projection",
                                       x["variant"], x["seed"]))
+
+
+def _decisiveness(last: dict, kept: list[list[int]]):
+    """(lowest P(open) of a kept head, highest of a pruned one) at the search's last step, or
+    None for a log that did not record them."""
+    p = last.get("open_probability")
+    if p is None:
+        return None
+    on = [p[l][h] for l, hs in enumerate(kept) for h in hs]
+    off = [p[l][h] for l in range(len(p)) for h in range(len(p[l])) if h not in kept[l]]
+    return min(on), max(off, default=0.0)
 
 
 def locator_budget_table(profile: str, results_root=None) -> str:
@@ -384,7 +396,8 @@ def locator_budget_table(profile: str, results_root=None) -> str:
     if not rows:
         return f"_No run of the method with a locator log for profile `{profile}` yet._\n"
     head = ["task", "heads removed", "budget control", "variant", "seed", "K*", "E at the end",
-            "max abs(E - K_t), second half", "on budget", "kept heads per layer"]
+            "max abs(E - K_t), second half", "on budget", "P(open) kept, lowest",
+            "P(open) pruned, highest", "kept heads per layer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     tally: dict[str, list[int]] = {}
     for x in rows:
@@ -394,7 +407,9 @@ def locator_budget_table(profile: str, results_root=None) -> str:
         lines.append("| " + " | ".join([
             x["task"], f"{x['target_sparsity']:.0%}", x["budget"], x["variant"], str(x["seed"]),
             str(x["keep"]), f"{x['final_expected']:.1f}", f"{x['max_gap']:.1f}",
-            "yes" if ok else "no", str(x["heads_per_layer"])]) + " |")
+            "yes" if ok else "no",
+            *(["", ""] if x["decisive"] is None else [f"{v:.3f}" for v in x["decisive"]]),
+            str(x["heads_per_layer"])]) + " |")
     lines.append("")
     lines += [f"- {control}: {ok} of {n} runs on budget." for control, (ok, n) in sorted(tally.items())]
     return "\n".join(lines) + "\n"
