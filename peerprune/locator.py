@@ -315,7 +315,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     total = config.epochs * len(loader)
     if config.max_steps:
         total = min(total, config.max_steps)
-    log, step = [], 0
+    log, step, p_open = [], 0, None
     bar = tqdm(total=total, desc="locator", mininterval=5 if sys.stderr.isatty() else 60,
                disable=not accelerator.is_local_main_process)
     while step < total:

@@ -25,9 +25,13 @@ def recompute_hash(result: dict, teachers: dict[tuple, str]) -> str:
     p = get_profile(result["profile"])
     teacher = result.get("teacher_hash") or teachers[
         (result["profile"], result["task"], result["model"], result["teacher_lr"])]
-    return config_hash({"prune": identity(result["options"]), "train": result["train"],
-                        "keep": sum(result["heads_per_layer"]), "teacher": teacher,
-                        "train_examples": p.train_examples, "eval_examples": p.eval_examples})
+    full = {"prune": identity(result["options"]), "train": result["train"],
+            "keep": sum(result["heads_per_layer"]), "teacher": teacher,
+            "train_examples": p.train_examples, "eval_examples": p.eval_examples}
+    processes = (result.get("history") or [{}])[0].get("processes", 1)
+    if processes > 1:  # a data-parallel run (run_identity)
+        full["processes"] = processes
+    return config_hash(full)
 
 
 def lagrangian_variant(variant: str) -> str:

@@ -48,7 +48,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             prune_options=dict(locator_epochs=2, max_steps=8, calib_examples=64,
                                smp_steps=3, smp_sentences=40, l0_start=0.05)),
     Profile("quick", "minilm", ("mrpc",), epochs=2, teacher_lrs=(1e-4,), train_examples=1000,
-            ablation_tasks=("mrpc",), prune_options=dict(smp_steps=50, smp_sentences=1600)),
+            ablation_tasks=("mrpc",),
+            # lr_lambda: the learned multipliers' rate (variant `lagrangian`) for its short search
+            prune_options=dict(smp_steps=50, smp_sentences=1600, lr_lambda=50.0)),
     Profile("full", "minilm", ("rte", "mrpc", "stsb", "cola", "sst2", "wnli"), epochs=4,
             teacher_lrs=(2e-5, 5e-5, 1e-4), seeds=(0, 1, 2), sparsities=SWEEP,
             ablation_tasks=("mrpc", "rte"), sweep_tasks=("mrpc", "stsb"),

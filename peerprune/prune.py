@@ -57,6 +57,11 @@ def option(default, doc: str, group: str, *, after_choice: bool = False, methods
 APD = ("apd",)
 
 
+def MERGES_SOMETHING(options: dict) -> bool:  # noqa: N802 (a role, read like a constant)
+    """The method merges; any method may on the post-training path (epochs 0)."""
+    return options["method"] == "apd" or options.get("epochs") == 0
+
+
 @dataclass
 class PruneConfig:
     task: str = field(metadata={"doc": "the GLUE task", "group": "run"})
@@ -112,7 +117,7 @@ class PruneConfig:
     merge: str | None = option(None, "pairwise | joint | rescale (Kwon's mask tuning) | none; "
                                "default: pairwise for the method, none otherwise", "method",
                                after_choice=True, choices=lambda: peers.MERGES,
-                               keep_when=lambda o: o["method"] == "apd" or o.get("epochs") == 0)
+                               keep_when=MERGES_SOMETHING)
     peer_loss: str = option("per_head", "one term per kept head, or one per layer", "method",
                             after_choice=True, methods=APD, choices=("per_head", "joint"))
     init: str = option("teacher", "start of the final fine-tuning: the teacher's or the "
@@ -120,7 +125,7 @@ class PruneConfig:
                        choices=("teacher", "locator"))
     calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
     rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
-                        "variance", "method", after_choice=True, methods=APD)
+                        "variance", "method", after_choice=True, keep_when=MERGES_SOMETHING)
     max_steps: int | None = option(None, "cap on locator steps (smoke runs)", "locator")
     hisp_step: float = option(0.1, "share of all heads pruned per rescoring step", "hisp",
                               methods=("hisp",))
@@ -248,6 +253,8 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
                          "peer distillation belongs to 'apd' (any method's mask can be merged "
                          "on the post-training path, epochs 0)")
+    if not 0 < c.final_temperature <= 1:
+        raise ValueError(f"final_temperature must be in (0, 1], got {c.final_temperature}")
     if c.epochs == 0 and c.distill != "none":
         raise ValueError(f"the post-training path (epochs 0) has no fine-tuning loss; this run "
                          f"has distill {c.distill!r}")

@@ -116,7 +116,8 @@ class EpochCheckpoint:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "order": order.get_state(),
                  "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                 "python": random.getstate(), "history": history}
+                 "python": random.getstate(), "history": history,
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         with atomic_file(self.path) as tmp:
             torch.save(state, tmp)
 
@@ -132,6 +133,8 @@ class EpochCheckpoint:
         torch.set_rng_state(state["torch"])
         np.random.set_state(state["numpy"])
         random.setstate(state["python"])
+        if state.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
         return state["history"]
 
 

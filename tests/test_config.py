@@ -50,3 +50,13 @@ def test_the_derived_tables_cover_every_field_once():
     assert set(METHOD_OPTIONS) == {"apd", "hisp", "l0", "smp"}
     assert valid_values("method") == ("apd", "random", "hisp", "l0", "smp", "kwon")
     assert "variant" in AFTER_THE_CHOICE and "seed" not in AFTER_THE_CHOICE
+
+
+def test_a_baseline_on_the_post_training_path_is_identified_by_its_merge_and_ridge():
+    base = PruneConfig(task="rte", profile="smoke", method="hisp")
+    assert {"merge", "rho"}.isdisjoint(keys(base)[0])  # a fine-tuned baseline: no merge
+    post = replace(base, epochs=0, merge="pairwise")
+    assert {"merge", "rho"} <= set(keys(post)[0])
+    assert keys(replace(post, rho=0.1))[0] != keys(post)[0]
+    with pytest.raises(ValueError, match="final_temperature must be in"):
+        check_config(replace(base, final_temperature=0.0).resolved())
