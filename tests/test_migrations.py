@@ -95,3 +95,35 @@ def test_todays_config_of_every_committed_run_has_its_hash(committed):
         if config_hash(full) != r["config_hash"]:
             wrong.append((r["profile"], r["task"], r["method"], r["variant"]))
     assert not wrong
+
+
+def test_rehashing_a_post_training_run_made_before_rho_counted(committed, tmp_path):
+    from peerprune.migrations import rehash_post_training
+    teachers = teacher_hashes(committed)
+    post = next(r for r in committed if r["method"] not in ("apd", "dense")
+                and r["train"]["epochs"] == 0)
+    dense = next(r for r in committed if r["method"] == "dense" and r["task"] == post["task"]
+                 and r["profile"] == post["profile"] and r["lr"] == post["teacher_lr"])
+    old = json.loads(json.dumps(post))
+    old["config_hash"] = config_hash(run_identity_of(old, teachers))
+    root = tmp_path / "results"
+    for r, name in ((old, "post"), (dense, "dense")):
+        p = root / r["profile"] / r["model"] / r["task"] / f"{name}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(r))
+    assert len(rehash_post_training(root)) == 1
+    assert json.loads((root / post["profile"] / post["model"] / post["task"] / "post.json")
+                      .read_text())["config_hash"] == post["config_hash"]
+    assert rehash_post_training(root) == []
+
+
+def run_identity_of(result, teachers):
+    """The identity a post-training baseline had before rho counted: without rho."""
+    from peerprune.profiles import get_profile
+    from peerprune.prune import identity
+    p = get_profile(result["profile"])
+    prune = {k: v for k, v in identity(result["options"]).items() if k != "rho"}
+    return {"prune": prune, "train": result["train"], "keep": sum(result["heads_per_layer"]),
+            "teacher": teachers[(result["profile"], result["task"], result["model"],
+                                 result["teacher_lr"])],
+            "train_examples": p.train_examples, "eval_examples": p.eval_examples}
