@@ -358,13 +358,14 @@ def _probe_setting(row: dict) -> dict:
 
 
 def locator_budget_rows(profile: str, results_root=None) -> list[dict]:
-    """For every run of the method with a locator log: its budget control, K*, E at the
+    """For every fine-tuned run of the method with a locator log (the post-training runs
+    reuse those searches): its budget control, K*, E at the
     end, the largest |E - K_t| over the second half of the search, and the kept heads per
     layer."""
     out = []
     for r in load_results(results_root, profile=profile, method="apd"):
         log = r.get("locator_log")
-        if not log:
+        if not log or r.get("train", {}).get("epochs") == 0:  # post-training: a reused search
             continue
         second = log[len(log) // 2:]
         out.append({"task": r["task"], "target_sparsity": r["target_sparsity"], "seed": r["seed"],
