@@ -32,18 +32,10 @@ from peerprune.locator import BUDGETS, locate
 from peerprune.metrics import primary_score
 from peerprune.profiles import get_profile
 from peerprune.prune import PruneConfig
+from peerprune.report import probe_label, probe_setting
 from peerprune.results import RESULTS_DIR, atomic_write_text
 from peerprune.teacher import load_teacher
 from peerprune.train import evaluate, make_loader
-
-
-def setting_of(row: dict) -> dict:
-    """What a row varied: its budget control and that control's knob (rows made before the
-    projection existed are the Lagrangian's, at seed 0)."""
-    budget = row.get("budget", "lagrangian")
-    knob = ({"final_temperature": row["final_temperature"]} if budget == "projection"
-            else {"lr_lambda": row["lr_lambda"]})
-    return {"sparsity": row["sparsity"], "seed": row.get("seed", 0), "budget": budget, **knob}
 
 
 def probe(profile: str, task: str, sparsity: float, seed: int = 0, **options) -> dict:
@@ -117,7 +109,7 @@ def main(argv=None) -> list[dict]:
     rows = json.loads(path.read_text()) if path.is_file() else []
     for setting in settings:
         wanted = {"sparsity": args.sparsity, "seed": args.seed, **setting}
-        if any(setting_of(r) == wanted for r in rows):
+        if any(probe_setting(r) == wanted for r in rows):
             continue
         knob = {k: v for k, v in setting.items() if k != "budget"}
         rows.append(probe(args.profile, args.task, args.sparsity, args.seed,
@@ -127,20 +119,14 @@ def main(argv=None) -> list[dict]:
     for r in these:
         shared = sum(a and b for x, y in zip(r["mask"], these[0]["mask"]) for a, b in zip(x, y))
         gap = max_gap_second_half([(e, k) for _, e, k in r["trajectory"]])
-        print(f"{r['task']} {label(r)}: E min {r['min_expected_after_budget']:.1f} "
+        print(f"{r['task']} {probe_label(r)}: E min {r['min_expected_after_budget']:.1f} "
               f"end {r['final_expected']:.1f} (K* {r['keep']}), max |E-K_t| in the second half "
               f"{gap:.1f}; dev {r['masked_teacher_score']:.2f} masked teacher, "
               f"{r['located_student_score']:.2f} located student (teacher {r['teacher_score']:.2f}); "
-              f"heads {r['heads_per_layer']}, {shared} kept heads shared with {label(these[0])}",
+              f"heads {r['heads_per_layer']}, {shared} kept heads shared with {probe_label(these[0])}",
               flush=True)
     print(f"wrote {path}")
     return rows
-
-
-def label(row: dict) -> str:
-    s = setting_of(row)
-    return (f"projection, final T {s['final_temperature']:g}" if s["budget"] == "projection"
-            else f"lagrangian, rate {s['lr_lambda']:g}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from .metrics import primary_score
 from .models import check_model_name, count_heads, save_model
 from .pipeline import Clock, Inputs, prune_pipeline
 from .profiles import get_profile
-from .results import (config_hash, distributed_state, find_result, result_path, save_result,
-                      versions)
+from .results import (config_hash, find_result, result_path, save_result,
+                      versions, with_processes)
 from .selectors import SELECTORS, HeadChoice
 from .teacher import folder_teacher, load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
@@ -57,7 +57,7 @@ def option(default, doc: str, group: str, *, after_choice: bool = False, methods
 APD = ("apd",)
 
 
-def MERGES_SOMETHING(options: dict) -> bool:  # noqa: N802 (a role, read like a constant)
+def merges(options: dict) -> bool:
     """The method merges; any method may on the post-training path (epochs 0)."""
     return options["method"] == "apd" or options.get("epochs") == 0
 
@@ -117,7 +117,7 @@ class PruneConfig:
     merge: str | None = option(None, "pairwise | joint | rescale (Kwon's mask tuning) | none; "
                                "default: pairwise for the method, none otherwise", "method",
                                after_choice=True, choices=lambda: peers.MERGES,
-                               keep_when=MERGES_SOMETHING)
+                               keep_when=merges)
     peer_loss: str = option("per_head", "one term per kept head, or one per layer", "method",
                             after_choice=True, methods=APD, choices=("per_head", "joint"))
     init: str = option("teacher", "start of the final fine-tuning: the teacher's or the "
@@ -125,7 +125,7 @@ class PruneConfig:
                        choices=("teacher", "locator"))
     calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
     rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
-                        "variance", "method", after_choice=True, keep_when=MERGES_SOMETHING)
+                        "variance", "method", after_choice=True, keep_when=merges)
     max_steps: int | None = option(None, "cap on locator steps (smoke runs)", "locator")
     hisp_step: float = option(0.1, "share of all heads pruned per rescoring step", "hisp",
                               methods=("hisp",))
@@ -222,10 +222,7 @@ def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: st
     full = {"prune": identity(asdict(c), type(c)), "train": train.to_dict(), "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
-    processes = distributed_state().num_processes
-    if processes > 1:  # data-parallel runs sum gradients in another order: another result
-        full["processes"] = processes
-    return full
+    return with_processes(full)
 
 
 def check_config(c: PruneConfig) -> None:

@@ -332,13 +332,12 @@ def locator_probe_table(profile: str, results_root=None) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def order(r):
-        s = _probe_setting(r)
+        s = probe_setting(r)
         return (r["task"], r["sparsity"], s["seed"], s["budget"],
                 -s.get("lr_lambda", 0), -s.get("final_temperature", 0))
     for r in sorted(rows, key=order):
-        s = _probe_setting(r)
-        control = (f"projection, final T {s['final_temperature']:g}" if s["budget"] == "projection"
-                   else f"lagrangian, rate {s['lr_lambda']:g}")
+        s = probe_setting(r)
+        control = probe_label(r)
         gap = max(abs(e - k) for _, e, k in r["trajectory"][len(r["trajectory"]) // 2:])
         lines.append("| " + " | ".join([
             r["task"], f"{r['sparsity']:.0%}", str(s["seed"]), control, str(r["steps"]),
@@ -348,13 +347,20 @@ def locator_probe_table(profile: str, results_root=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _probe_setting(row: dict) -> dict:
-    """A probe row's budget control and knob; rows made before the projection existed are
-    the Lagrangian's at seed 0."""
+def probe_setting(row: dict) -> dict:
+    """What a probe row varied: its sparsity, seed, budget control and that control's knob
+    (rows made before the projection existed are the Lagrangian's, at seed 0)."""
     budget = row.get("budget", "lagrangian")
     knob = ({"final_temperature": row["final_temperature"]} if budget == "projection"
             else {"lr_lambda": row["lr_lambda"]})
-    return {"seed": row.get("seed", 0), "budget": budget, **knob}
+    return {"sparsity": row["sparsity"], "seed": row.get("seed", 0), "budget": budget, **knob}
+
+
+def probe_label(row: dict) -> str:
+    """A probe row's budget control in words: `projection, final T 0.1`."""
+    s = probe_setting(row)
+    return (f"projection, final T {s['final_temperature']:g}" if s["budget"] == "projection"
+            else f"lagrangian, rate {s['lr_lambda']:g}")
 
 
 def locator_budget_rows(profile: str, results_root=None) -> list[dict]:

@@ -102,6 +102,13 @@ def distributed_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def with_processes(config: dict) -> dict:
+    """`config`, plus the process count under data parallelism: such a run sums gradients in
+    another order, so it is another run (one process adds nothing, keeping old hashes)."""
+    processes = distributed_state().num_processes
+    return {**config, "processes": processes} if processes > 1 else config
+
+
 def is_main_process() -> bool:
     """False in the non-main processes of an `accelerate launch` run: they write nothing."""
     return distributed_state().is_main_process

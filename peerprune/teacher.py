@@ -16,8 +16,8 @@ from .glue import get_task, task_data
 from .metrics import primary_score
 from .models import load_tokenizer, model_for_task, save_model
 from .profiles import get_profile
-from .results import (config_hash, distributed_state, find_result, load_results, result_path,
-                      save_result, versions)
+from .results import (config_hash, find_result, load_results, result_path,
+                      save_result, versions, with_processes)
 from .train import TrainConfig, fine_tune, make_loader, evaluate
 
 CHECKPOINTS_DIR = Path("checkpoints")
@@ -33,10 +33,7 @@ def teacher_config(task: str, profile: str, lr: float, seed: int = 0, model: str
     config = {"task": task, "model": model or p.model, "profile": profile, "method": "dense",
               "train": train.to_dict(), "train_examples": p.train_examples,
               "eval_examples": p.eval_examples}
-    processes = distributed_state().num_processes
-    if processes > 1:  # data-parallel runs sum gradients in another order: another result
-        config["processes"] = processes
-    return config
+    return with_processes(config)
 
 
 def task_checkpoints(profile: str, model: str, task: str, root=None) -> Path:

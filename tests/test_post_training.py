@@ -1,6 +1,5 @@
 """The post-training path: a head choice, a merge (or Kwon's rescaling), removal, no
 fine-tuning; and Kwon et al.'s Fisher mask with its rearrangement."""
-import copy
 
 import pytest
 import torch
