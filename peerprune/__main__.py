@@ -33,6 +33,14 @@ def _teacher(args) -> None:
 def _prune(args) -> None:
     from .prune import PruneConfig, ablation, check_config, run_pruning
     p = get_profile(args.profile)
+    if args.data:  # your own data: one task, named by --task or the file
+        from .glue import csv_task
+        if len(args.data) > 2 or (args.task and len(args.task) > 1):
+            raise ValueError("--data takes TRAIN.csv [DEV.csv] and at most one --task name")
+        spec = csv_task(*args.data, name=args.task[0] if args.task else None)
+        print(f"data: {spec.name}, {spec.num_labels} label(s) "
+              f"{list(spec.label_names) or ''} from {' and '.join(args.data)}", flush=True)
+        args.task = [spec.name]
     # the profile's option overrides apply, as in the notebooks, so both share finished runs
     configs = [ablation(PruneConfig.for_profile(p, task, method=method, sparsity=sparsity,
                                                 keep=args.keep, seed=seed, model=args.model,
@@ -108,6 +116,9 @@ def main(argv=None) -> int:
     pr.add_argument("--teacher", metavar="FOLDER",
                     help="your fine-tuned model (a save_pretrained folder), pruned as it is: "
                          "no teacher is trained")
+    pr.add_argument("--data", nargs="+", metavar="CSV",
+                    help="your own data instead of a GLUE task: TRAIN.csv [DEV.csv] with columns "
+                         "text, label (and text_pair); --task names it; needs --teacher")
     pr.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the profile's); "
                     "0: the post-training path, no training after the merge")
     pr.add_argument("--merge", nargs="+", help=f"recoveries, one run each: "

@@ -34,6 +34,7 @@ class GlueTask:
     local_label_ids: dict | None = None  # file label text -> id; None for regression
     local_header: bool = True
     label_names: tuple[str, ...] = ()  # the Hub's class names, in id order
+    digest: str = ""  # your own data (`csv_task`): a hash of its files; "" for GLUE
 
     @property
     def is_regression(self) -> bool:
@@ -90,11 +91,82 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in [
 ]}
 
 
+CSV_DATA: dict[str, datasets.DatasetDict] = {}  # the splits of each task made by csv_task
+
+
+def csv_task(train: str | os.PathLike, dev: str | os.PathLike | None = None,
+             name: str | None = None, dev_share: float = 0.1) -> GlueTask:
+    """Your own data as a task: a CSV file with a `text` column (and `text_pair` for
+    sentence pairs) and a `label` column. Registered under `name` (default: the file's
+    stem), it is then used as a GLUE task's name is: `--task NAME`, `PruneConfig(task=NAME)`.
+
+    Labels that are all whole numbers are the model's label ids; other numbers make a
+    regression (Spearman, Pearson); text labels get ids in sorted order, and their names go
+    into the pruned model's config. Without `dev`, a seeded `dev_share` of the rows is held
+    out to score on. The task's `digest` (of the files) enters every run's identity."""
+    import hashlib
+    import re
+    import pandas as pd
+    files = [Path(train)] + ([Path(dev)] if dev is not None else [])
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"CSV file not found: {f}")
+    name = re.sub(r"[^a-z0-9_]+", "_", (name or files[0].stem).lower()).strip("_") or "csv"
+    if name in TASKS and not TASKS[name].digest:
+        raise ValueError(f"task name {name!r} is a GLUE task's; give your data another name")
+    frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
+    for f, frame in zip(files, frames):
+        missing = [c for c in ("text", "label") if c not in frame.columns]
+        if missing or len(frame) == 0:
+            raise ValueError(f"{f}: needs columns text, label (and text_pair for pairs) and at "
+                             f"least one row; found columns {list(frame.columns)}, "
+                             f"{len(frame)} rows")
+    text_columns = ("text", "text_pair") if "text_pair" in frames[0].columns else ("text",)
+    labels = pd.concat([fr["label"] for fr in frames])
+    numbers = pd.to_numeric(labels, errors="coerce")
+    if numbers.notna().all() and not (numbers == numbers.round()).all():
+        num_labels, names, feature = 1, (), datasets.Value("float32")
+        metrics, primary, to_id = ("spearmanr", "pearson"), "spearmanr", float
+    else:
+        if numbers.notna().all():  # label ids
+            n = int(numbers.max()) + 1
+            names, to_id = (), (lambda v: int(float(v)))
+            feature = datasets.ClassLabel(num_classes=n)
+        else:  # label names
+            names = tuple(sorted(labels.unique()))
+            n, to_id = len(names), names.index
+            feature = datasets.ClassLabel(names=list(names))
+        num_labels = n
+        metrics = ("accuracy", "f1") if n == 2 else ("accuracy",)
+        primary = "accuracy"
+    features = datasets.Features({**{c: datasets.Value("string") for c in text_columns},
+                                  "label": feature, "idx": datasets.Value("int32")})
+
+    def as_dataset(frame):
+        return datasets.Dataset.from_dict(
+            {**{c: frame[c].tolist() for c in text_columns},
+             "label": [to_id(v) for v in frame["label"]], "idx": list(range(len(frame)))},
+            features=features)
+    splits = [as_dataset(fr) for fr in frames]
+    if len(splits) == 1:
+        if len(splits[0]) < 2:
+            raise ValueError(f"{files[0]}: one row cannot be split into train and dev")
+        held = splits[0].train_test_split(test_size=dev_share, seed=0)
+        splits = [held["train"], held["test"]]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    task = GlueTask(name, text_columns, num_labels, metrics, primary, ("validation",), name,
+                    label_names=names, digest=digest)
+    TASKS[name] = task
+    CSV_DATA[name] = datasets.DatasetDict({"train": splits[0], "validation": splits[1]})
+    return task
+
+
 def get_task(name: str) -> GlueTask:
     """The task spec, or a ValueError that lists the valid names."""
     key = str(name).lower().replace("-", "")
     if key not in TASKS:
-        raise ValueError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)}")
+        raise ValueError(f"unknown GLUE task {name!r}; valid tasks: {', '.join(TASKS)} (your "
+                         "own data: a CSV file, see csv_task)")
     return TASKS[key]
 
 
@@ -205,6 +277,8 @@ def load_glue(task: str, glue_dir: str | os.PathLike | None = None,
     """
     spec = get_task(task)
     splits = splits or ("train", *spec.eval_splits)
+    if spec.digest:  # your own data (csv_task)
+        return datasets.DatasetDict({s: CSV_DATA[spec.name][s] for s in splits})
     glue_dir = glue_dir if glue_dir is not None else default_glue_dir()
     if glue_dir is not None and not has_local(task, glue_dir, splits) and hub_reachable():
         glue_dir = None
@@ -249,8 +323,8 @@ def _cache_key(task, tokenizer, glue_dir, **sizes) -> str:
     import hashlib
     import json
     spec = get_task(task)
-    source = "hub"
-    if glue_dir is not None and has_local(task, glue_dir):
+    source = spec.digest or "hub"  # your own data: its files' hash
+    if not spec.digest and glue_dir is not None and has_local(task, glue_dir):
         folder = Path(glue_dir) / spec.folder
         source = [(p.name, p.stat().st_size, int(p.stat().st_mtime))
                   for p in sorted(folder.glob("*.tsv"))]

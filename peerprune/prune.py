@@ -222,13 +222,16 @@ def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: st
     full = {"prune": identity(asdict(c), type(c)), "train": train.to_dict(), "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
-    return with_processes(full)
+    data = get_task(c.task).digest  # your own data (glue.csv_task): its files, not its name
+    return with_processes({**full, "data": data} if data else full)
 
 
 def check_config(c: PruneConfig) -> None:
     """Refuse unknown names and combinations, naming the valid values, before any work:
     also a model folder that does not exist and a budget the model cannot hold."""
-    get_task(c.task)
+    if get_task(c.task).digest and not c.teacher:
+        raise ValueError(f"task {c.task!r} is your own data (a CSV file): give the model "
+                         "fine-tuned on it as the teacher (--teacher FOLDER)")
     model = c.teacher or c.model or get_profile(c.profile).model
     check_model_name(model)
     n_heads = count_heads(model)

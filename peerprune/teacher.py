@@ -152,10 +152,15 @@ def folder_teacher(path: str, task: str, profile: str = "full", glue_dir=None):
     p = get_profile(profile)
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
     spec = get_task(task)
-    want = 1 if spec.is_regression else len(spec.label_names)
-    if model.config.num_labels != want:
-        raise ValueError(f"teacher {path!r} has {model.config.num_labels} labels; task "
-                         f"{spec.name!r} has {want}")
+    have, want = model.config.num_labels, spec.num_labels
+    if (have < want) if spec.digest and not spec.label_names else (have != want):
+        raise ValueError(f"teacher {path!r} has {have} labels; task {spec.name!r} has {want}")
+    named = dict(model.config.label2id or {})
+    if spec.digest and spec.label_names and set(named) == set(spec.label_names) and any(
+            named[n] != i for i, n in enumerate(spec.label_names)):
+        raise ValueError(f"teacher {path!r} numbers its labels {named}; your CSV's text labels "
+                         f"get ids in sorted order {dict(zip(spec.label_names, range(want)))}: "
+                         "write the model's label ids in the CSV's label column instead")
     _, evals = task_data(spec.name, tokenizer, glue_dir=glue_dir, max_length=p.max_length,
                          eval_examples=p.eval_examples, train_examples=p.train_examples)
     loader = make_loader(evals[next(iter(evals))], tokenizer, 64, False)
