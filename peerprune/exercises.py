@@ -165,3 +165,172 @@ def check_02_best_layer(layer, stats) -> tuple[bool, str]:
         return _say(False, "set `my_layer` to a layer index first")
     return _say(layer == best, f"layer {best} has the highest mean R² ({means[best]:.3f}); "
                                f"layer {layer}'s is {means[layer]:.3f}")
+
+
+def check_05_importance(importance, model, loader) -> tuple[bool, str]:
+    """Exercise 05.1: HISP's I_lh = mean over examples of |dL(x)/dm_lh|, from the per-batch
+    gradients (layers, batch, heads) that `baselines.mask_gradients` yields."""
+    from .baselines import head_importance, mask_gradients
+    want = head_importance(model, loader)
+    got = torch.as_tensor(importance(list(mask_gradients(model, loader))), dtype=torch.float32)
+    if got.shape != want.shape:
+        return _say(False, f"expected a {tuple(want.shape)} tensor (layers x heads), got "
+                           f"{tuple(got.shape)}")
+    if torch.allclose(got, want, rtol=1e-4, atol=1e-8):
+        return _say(True, "your importance is HISP's: the mean absolute gradient of each "
+                          "head's mask")
+    signed = torch.stack([g.sum(1) for g in mask_gradients(model, loader)]).sum(0)
+    hint = " (the absolute value comes before the mean)" if torch.allclose(
+        got.abs(), signed.abs() / len(loader.dataset), rtol=1e-3) else ""
+    return _say(False, "not the mean of |dL(x)/dm| over the examples" + hint)
+
+
+def check_05_fisher_diagonal(fisher_diagonal, model, loader) -> tuple[bool, str]:
+    """Exercise 05.2: the diagonal of Kwon's Fisher information, E_x (dL(x)/dm_lh)^2."""
+    from .baselines import fisher_information, mask_gradients
+    want = fisher_information(model, loader).diagonal(dim1=1, dim2=2).float()
+    got = torch.as_tensor(fisher_diagonal(list(mask_gradients(model, loader))),
+                          dtype=torch.float32)
+    if got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-10):
+        return _say(True, "the mean squared gradient: Kwon's diagonal, which ranks the heads "
+                          "before the rearrangement")
+    return _say(False, f"expected the mean of the squared gradients, shaped {tuple(want.shape)}")
+
+
+def check_05_overlap(overlap) -> tuple[bool, str]:
+    """Exercise 05.3: the share of mask a's kept heads that mask b keeps too."""
+    torch.manual_seed(5)
+    for _ in range(5):
+        a = (torch.rand(3, 4) > 0.5).float()
+        a[0, 0] = 1.0
+        b = (torch.rand(3, 4) > 0.5).float()
+        want = float((a * b).sum() / a.sum())
+        got = float(overlap(a, b))
+        if abs(got - want) > 1e-6:
+            return _say(False, f"masks sharing {int((a * b).sum())} of a's {int(a.sum())} kept "
+                               f"heads: you give {got:.3f}, the share is {want:.3f}")
+    return _say(True, "the share of kept heads two masks agree on")
+
+
+def check_00_majority(majority_score, raw, task: str) -> tuple[bool, str]:
+    """Exercise 00.1: the dev score of always answering the training split's most common
+    label, in the task's primary metric: the floor a model has to beat."""
+    from collections import Counter
+
+    from .glue import get_task
+    from .metrics import glue_scores
+    spec = get_task(task)
+    if spec.is_regression:
+        return _say(False, f"{spec.name} is a regression: a constant prediction has no "
+                           "correlation; try a classification task")
+    common = Counter(raw["train"]["label"]).most_common(1)[0][0]
+    dev = raw[spec.eval_splits[0]]["label"]
+    want = 100 * glue_scores(spec.name, [common] * len(dev), dev)[spec.primary_metric]
+    got = float(majority_score(raw, spec.name))
+    return _say(abs(got - want) < 1e-6,
+                f"always label {common} ({(spec.label_names or range(99))[common]}) scores "
+                f"{want:.2f} {spec.primary_metric} on dev; you give {got:.2f}")
+
+
+def check_00_truncated(truncated_share, train, tokenizer, task: str,
+                       max_length: int) -> tuple[bool, str]:
+    """Exercise 00.2: the share of training examples longer than max_length tokens."""
+    from .glue import get_task
+    columns = [list(train[c]) for c in get_task(task).text_columns]
+    lengths = [len(ids) for ids in tokenizer(*columns)["input_ids"]]
+    want = sum(n > max_length for n in lengths) / len(lengths)
+    got = float(truncated_share(train, tokenizer, task, max_length))
+    return _say(abs(got - want) < 1e-9,
+                f"{want:.1%} of the examples are longer than {max_length} tokens (the longest "
+                f"has {max(lengths)}); you give {got:.1%}")
+
+
+def check_01_score(my_score: float, teacher_record: dict) -> tuple[bool, str]:
+    """Exercise 01.1: your evaluation loop gives the teacher's recorded dev score."""
+    want = teacher_record["score"]
+    ok = abs(float(my_score) - want) < 0.01
+    return _say(ok, f"the teacher's recorded dev score is {want:.2f}; yours {float(my_score):.2f}"
+                    + ("" if ok else ": every example of the split, and argmax of the logits "
+                                     "(the raw score for a regression)?"))
+
+
+def check_01_best_lr(best_lr, sweep: list[dict], teacher_record: dict) -> tuple[bool, str]:
+    """Exercise 01.2: the sweep's learning rate with the highest dev score."""
+    got = best_lr(sweep)
+    return _say(got == teacher_record["lr"],
+                f"the teacher kept is the one with lr {teacher_record['lr']:g} (dev "
+                f"{teacher_record['score']:.2f}); you chose {got}")
+
+
+def check_06_ablation(my_config, base) -> tuple[bool, str]:
+    """Exercise 06.1: the uniform-allocation ablation of `base`, written by hand."""
+    from dataclasses import asdict
+
+    from .prune import ablation
+    want = asdict(ablation(base, "uniform"))
+    got = asdict(my_config)
+    diff = {k: (got[k], want[k]) for k in want if got.get(k) != want[k]}
+    return _say(not diff, "the same run as ablation(base, 'uniform')" if not diff else
+                f"these fields differ (yours, expected): {diff}")
+
+
+def check_06_new_choice(names) -> tuple[bool, str]:
+    """Exercise 06.2: the ablations that need a head choice of their own, because one of
+    the options they change acts before the choice (its role is not `after_choice`)."""
+    from .prune import ABLATIONS, ROLES
+    want = {n for n, opts in ABLATIONS.items() if any(not ROLES[k]["after_choice"] for k in opts)}
+    got = set(names or ())
+    if got == want:
+        return _say(True, f"{sorted(want)} change the search; every other ablation reuses the "
+                          "default's head choice and only recovers differently")
+    return _say(False, f"missing {sorted(want - got)}, not needed {sorted(got - want)}: look at "
+                       "`after_choice` in each changed option's role (prune.ROLES)")
+
+
+def check_07_spread(spread) -> tuple[bool, str]:
+    """Exercise 07.1: the mean and the *sample* standard deviation of seed scores."""
+    import statistics
+    for scores in ([85.71, 87.25, 85.95], [80.0, 82.0], [70.5, 71.0, 69.0, 74.25]):
+        mean, std = (float(x) for x in spread(scores))
+        if abs(mean - statistics.mean(scores)) > 1e-9:
+            return _say(False, f"{scores}: mean {mean:.3f}, expected {statistics.mean(scores):.3f}")
+        if abs(std - statistics.stdev(scores)) > 1e-9:
+            hint = (" (that is the population's: divide by n - 1, as the tables do)"
+                    if abs(std - statistics.pstdev(scores)) < 1e-9 else "")
+            return _say(False, f"{scores}: std {std:.3f}, expected {statistics.stdev(scores):.3f}"
+                               + hint)
+    return _say(True, "the tables' mean ± sample standard deviation")
+
+
+def check_07_lossless(lossless_up_to, rows: list[dict]) -> tuple[bool, str]:
+    """Exercise 07.2: per task, the highest share of heads removed up to which the method
+    stays within 0.5 points of the teacher at every sparsity run (report.lossless_share)."""
+    from .report import lossless_share
+    toy = [{"task": "t", "target_sparsity": s, "teacher": 80.0, "scores": {"apd (peer)": (v, 1)}}
+           for s, v in ((0.25, 80.3), (0.5, 79.6), (0.75, 78.0), (0.92, 79.9))]
+    for name, sample in (("a toy sweep", toy), ("the profile's sweep", rows)):
+        want = lossless_share(sample)
+        got = {t: lossless_up_to(sample, t) for t in want}
+        if got != want:
+            return _say(False, f"on {name}: you give {got}, expected {want} (a sparsity counts "
+                               "only if every lower one is within 0.5 too)")
+    return _say(True, f"as report.lossless_share: {lossless_share(rows) or 'no sweep yet'}")
+
+
+def check_09_params(removed: int, teacher, pruned) -> tuple[bool, str]:
+    """Exercise 09.2: how many parameters the pruning removed."""
+    from .heads import count_params
+    want = count_params(teacher) - count_params(pruned)
+    return _say(int(removed) == want, f"{want:,} parameters removed "
+                                      f"({want / count_params(teacher):.1%} of the model); you "
+                                      f"give {int(removed):,}")
+
+
+def check_09_compare(mine: dict, other: dict) -> tuple[bool, str]:
+    """Exercise 09.1: a second method on the same model, task and budget."""
+    same = all(mine[k] == other[k] for k in ("task", "teacher_hash", "target_sparsity"))
+    if not same or mine["method"] == other["method"]:
+        return _say(False, "run another method with the same task, teacher and sparsity")
+    best = max((mine, other), key=lambda r: r["score"])
+    return _say(True, f"{mine['method']} {mine['score']:.2f}, {other['method']} "
+                      f"{other['score']:.2f} {mine['metric']}: {best['method']} keeps more")

@@ -126,7 +126,8 @@ def kept_heads_heatmap(frame: pd.DataFrame):
             r.heads_per_layer for r in frame.itertuples()}
     data = pd.DataFrame(rows).T.sort_index()
     data.columns = [f"L{c}" for c in data.columns]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * data.shape[1], 0.3 * len(data) + 1.2))
+    label = max((len(str(i)) for i in data.index), default=0)  # room for the row names
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * data.shape[1] + 0.08 * label, 0.3 * len(data) + 1.2))
     sns.heatmap(data, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
     ax.set_xlabel("layer")
     fig.tight_layout()

@@ -6,6 +6,8 @@ are gone, and `kept_heads` maps the survivors back to their original numbers.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -135,7 +137,9 @@ def prune(model, mask: torch.Tensor):
                          f"{kept_from_mask(revived.float())}")
     to_prune = {l: [h for h in range(mask.shape[1]) if mask[l, h] == 0 and present[l, h] == 1]
                 for l in range(mask.shape[0])}
-    model.prune_heads({l: hs for l, hs in to_prune.items() if hs})
+    with warnings.catch_warnings():  # an emptied layer's zero-size Linear says so, harmlessly
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        model.prune_heads({l: hs for l, hs in to_prune.items() if hs})
     return restore_empty_layers(model)
 
 

@@ -123,3 +123,82 @@ def test_02_solutions_pass_their_checks(shared_glue):
     assert not exercises.check_02_cosine(lambda c, a, b: 0.5, c, stats[0])[0]
     assert exercises.check_02_best_layer(s.best_layer(stats), stats)[0]
     assert not exercises.check_02_best_layer(1 - s.best_layer(stats), stats)[0]
+
+
+def test_05_solutions_pass_their_checks(shared_glue):
+    from peerprune.glue import task_data
+    from peerprune.models import load_model, load_tokenizer
+    from peerprune.train import make_loader
+    s = solution("ex05_baselines")
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=40,
+                         eval_examples=16)
+    model = load_model("tiny", seed=4)
+    loader = make_loader(train, tok, 16, False)
+    assert exercises.check_05_importance(s.importance, model, loader)[0]
+    assert not exercises.check_05_importance(lambda g: torch.cat(g, 1).mean(1).abs(), model,
+                                             loader)[0]
+    assert exercises.check_05_fisher_diagonal(s.fisher_diagonal, model, loader)[0]
+    assert not exercises.check_05_fisher_diagonal(s.importance, model, loader)[0]
+    assert exercises.check_05_overlap(s.overlap)[0]
+    assert not exercises.check_05_overlap(lambda a, b: float((a * b).sum() / 12))[0]
+
+
+def test_00_solutions_pass_their_checks(shared_glue):
+    from peerprune.glue import load_glue
+    from peerprune.models import load_tokenizer
+    s = solution("ex00_setup_and_data")
+    raw = load_glue("rte", shared_glue)
+    assert exercises.check_00_majority(s.majority_score, raw, "rte")[0]
+    assert not exercises.check_00_majority(lambda raw, task: 50.0, raw, "rte")[0]
+    tok = load_tokenizer("tiny")
+    train = raw["train"].select(range(200))
+    assert exercises.check_00_truncated(s.truncated_share, train, tok, "rte", 64)[0]
+    assert not exercises.check_00_truncated(lambda *a: 0.0, train, tok, "rte", 64)[0]
+
+
+def test_01_06_07_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
+    from peerprune.glue import task_data
+    from peerprune.prune import PruneConfig
+    from peerprune.report import sweep_rows
+    from peerprune.teacher import load_teacher, sweep_teacher
+    from peerprune.train import make_loader
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    teacher, tok, record = load_teacher("rte", "smoke")
+    _, evals = task_data("rte", tok, glue_dir=shared_glue, max_length=64, train_examples=64,
+                         eval_examples=32)
+    s = solution("ex01_dense_teacher")
+    loader = make_loader(evals["validation"], tok, 16, False)
+    assert exercises.check_01_score(s.score(teacher, loader, "rte"), record)[0]
+    assert not exercises.check_01_score(record["score"] - 1, record)[0]
+    sweep = sweep_teacher("rte", "smoke")
+    assert exercises.check_01_best_lr(s.best_lr, sweep, record)[0]
+    s = solution("ex06_ablations")
+    base = PruneConfig(task="rte", profile="smoke")
+    assert exercises.check_06_ablation(s.uniform(base), base)[0]
+    assert not exercises.check_06_ablation(base, base)[0]
+    assert exercises.check_06_new_choice(s.NEW_CHOICE)[0]
+    assert not exercises.check_06_new_choice(["uniform"])[0]
+    s = solution("ex07_results")
+    import numpy as np
+    assert exercises.check_07_spread(s.spread)[0]
+    assert not exercises.check_07_spread(lambda x: (np.mean(x), np.std(x)))[0]
+    assert exercises.check_07_lossless(s.lossless_up_to, sweep_rows("smoke"))[0]
+    assert not exercises.check_07_lossless(lambda rows, task: 0.92, sweep_rows("smoke"))[0]
+
+
+def test_09_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
+    from peerprune.models import load_model, load_tokenizer, save_model
+    from peerprune.prune import PruneConfig, run_pruning
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    mine = tmp_results / "mine"
+    save_model(load_model("tiny", num_labels=2, seed=6), load_tokenizer("tiny"), mine)
+    c = PruneConfig(task="rte", profile="smoke", teacher=str(mine), method="hisp", epochs=0,
+                    sparsity=0.5)
+    first = run_pruning(c)
+    s = solution("ex09_prune_your_model")
+    assert exercises.check_09_compare(first, s.other_method(c))[0]
+    assert not exercises.check_09_compare(first, first)[0]
+    teacher, pruned = load_model(str(mine)), load_model(first["checkpoint"])
+    assert exercises.check_09_params(s.removed(teacher, pruned), teacher, pruned)[0]
+    assert not exercises.check_09_params(0, teacher, pruned)[0]
