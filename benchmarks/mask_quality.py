@@ -65,7 +65,7 @@ def main(argv=None) -> list[dict]:
         mask = torch.tensor(json.loads(path.read_text())["mask"])
         row = {"choice": path.parent.name, "runs": sorted(runs.get(path.parent.name, [])),
                "heads_per_layer": [int(x) for x in mask.sum(1)],
-               "masked": score(teacher, head_mask=mask)}
+               "masked": score(teacher, mask=mask)}
         assignment = peers.assign_peers(similarity, mask)
         for merge in ("pairwise", "joint"):
             merged = copy.deepcopy(teacher)
@@ -73,7 +73,7 @@ def main(argv=None) -> list[dict]:
                                                                args.rho), mask)
             row[f"{merge}_merge"] = score(merged)
         if (path.parent / "located" / "config.json").is_file():
-            row["located_masked"] = score(load_model(str(path.parent / "located")), head_mask=mask)
+            row["located_masked"] = score(load_model(str(path.parent / "located")), mask=mask)
         rows.append(row)
         located = row.get("located_masked")
         print(f"{task} {row['choice']} ({', '.join(row['runs']) or 'no result yet'}) heads "

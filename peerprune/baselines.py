@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .heads import num_layers_heads
+from .heads import masked, num_layers_heads
 from .locator import HardConcreteGates, LocatorConfig, locate, top_mask
 from .results import atomic_file, is_main_process
 from .train import to_device
@@ -39,7 +39,7 @@ def mask_gradients(model, loader, mask: torch.Tensor | None = None):
     `mask` (ones by default), shaped (layers, batch, heads).
 
     One backward per batch gives them all: the head mask is given a batch axis
-    ([L, B, H, 1, 1]), so example b's loss only touches mask[:, b].
+    (L, B, H), so example b's loss only touches mask[:, b].
     """
     device = next(model.parameters()).device
     n_layers, n_heads = num_layers_heads(model)
@@ -49,11 +49,11 @@ def mask_gradients(model, loader, mask: torch.Tensor | None = None):
         batch = to_device(batch, device)
         labels = batch.pop("labels")
         b = labels.shape[0]
-        m = base[:, None, :, None, None].expand(-1, b, -1, -1, -1).clone().to(device)
+        m = base[:, None, :].expand(-1, b, -1).clone().to(device)
         m.requires_grad_(True)
-        logits = model(**batch, head_mask=m).logits
+        logits = masked(model, m, **batch).logits
         grad, = torch.autograd.grad(_per_example_loss(logits, labels), m)
-        yield grad.reshape(n_layers, b, n_heads).cpu()
+        yield grad.cpu()
 
 
 def head_importance(model, loader, mask: torch.Tensor | None = None) -> torch.Tensor:

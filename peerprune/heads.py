@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import transformers
 from torch import nn
 
 
@@ -24,7 +25,8 @@ def encoder(model):
 
 
 def num_layers_heads(model) -> tuple[int, int]:
-    return model.config.num_hidden_layers, model.config.num_attention_heads
+    config = unwrap(model).config
+    return config.num_hidden_layers, config.num_attention_heads
 
 
 def attention(model, layer: int):
@@ -35,8 +37,17 @@ def attention(model, layer: int):
 def kept_heads(model) -> list[list[int]]:
     """Original indices of the heads still present, per layer."""
     n_layers, n_heads = num_layers_heads(model)
-    pruned = {int(k): set(v) for k, v in (model.config.pruned_heads or {}).items()}
+    pruned = {int(k): set(v) for k, v in removed_heads(model.config).items()}
     return [[h for h in range(n_heads) if h not in pruned.get(l, set())] for l in range(n_layers)]
+
+
+PRUNED_KEY = "peerprune_pruned_heads"  # the saved config's record of the removed heads
+
+
+def removed_heads(config) -> dict:
+    """{layer: original indices of its removed heads}: peerprune's own record, else
+    transformers 4's `pruned_heads` (checkpoints saved before the record existed)."""
+    return getattr(config, PRUNED_KEY, None) or getattr(config, "pruned_heads", None) or {}
 
 
 def heads_per_layer(model) -> list[int]:
@@ -91,6 +102,22 @@ class gated:
         self.handles.clear()
 
 
+# transformers 5 removed `head_mask` (a mask passed there is ignored) and `prune_heads`
+HEAD_MASK = int(transformers.__version__.split(".")[0]) < 5
+
+
+def masked(model, mask: torch.Tensor, **inputs):
+    """`model(**inputs)` with head h of layer l scaled by mask[l, h] ((layers x heads), or
+    (layers x batch x heads): one gate per example). transformers 4 takes it as its
+    `head_mask`, which the committed results were computed with; transformers 5 has none, so
+    there `gated`'s hooks apply it (the same numbers to float rounding)."""
+    if HEAD_MASK:
+        m = mask if mask.dim() == 2 else mask[:, :, :, None, None]
+        return model(**inputs, head_mask=m)
+    with gated(model, mask):
+        return model(**inputs)
+
+
 def check_mask(model, mask: torch.Tensor) -> None:
     """Refuse a mask of the wrong shape, naming the shape the model needs."""
     shape = tuple(num_layers_heads(model))
@@ -137,10 +164,52 @@ def prune(model, mask: torch.Tensor):
                          f"{kept_from_mask(revived.float())}")
     to_prune = {l: [h for h in range(mask.shape[1]) if mask[l, h] == 0 and present[l, h] == 1]
                 for l in range(mask.shape[0])}
+    remove_heads(model, {l: hs for l, hs in to_prune.items() if hs})
+    return restore_empty_layers(model)
+
+
+def sliced(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A copy of `linear` with only the rows (dim 0: outputs) or columns (dim 1: inputs)
+    at `index`."""
+    weight = linear.weight.detach().index_select(dim, index).clone()
+    bias = None if linear.bias is None else (
+        linear.bias.detach().clone() if dim == 1 else linear.bias.detach()[index].clone())
     with warnings.catch_warnings():  # an emptied layer's zero-size Linear says so, harmlessly
         warnings.filterwarnings("ignore", "Initializing zero-element tensors")
-        model.prune_heads({l: hs for l, hs in to_prune.items() if hs})
-    return restore_empty_layers(model)
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                        device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def remove_heads(model, to_remove: dict[int, list[int]]):
+    """Slice heads out of the model, without transformers' `prune_heads` (gone in 5):
+    {layer: original head indices} loses its Q, K, V rows and its W^O columns, and the
+    attention's head count shrinks. Recorded in the config under `PRUNED_KEY`, and as
+    `pruned_heads` where transformers still reads it (4: plain `from_pretrained` then
+    rebuilds the pruned shapes)."""
+    d = model.config.hidden_size // model.config.num_attention_heads
+    record = {int(k): sorted(v) for k, v in removed_heads(model.config).items()}
+    for layer, gone in to_remove.items():
+        present = kept_heads(model)[layer]
+        keep = [i for i, h in enumerate(present) if h not in set(gone)]
+        index = torch.tensor([i * d + j for i in keep for j in range(d)], dtype=torch.long)
+        block = attention(model, layer)
+        for name in ("query", "key", "value"):
+            setattr(block.self, name, sliced(getattr(block.self, name), index, 0))
+        block.output.dense = sliced(block.output.dense, index, 1)
+        block.self.num_attention_heads = len(keep)
+        block.self.all_head_size = len(keep) * d
+        record[layer] = sorted(set(record.get(layer, [])) | set(gone))
+        if hasattr(block, "pruned_heads"):  # transformers 4's own bookkeeping
+            block.pruned_heads = block.pruned_heads | set(gone)
+        setattr(model.config, PRUNED_KEY, {l: hs for l, hs in sorted(record.items())})
+    if HEAD_MASK:
+        model.config.pruned_heads = {l: list(hs) for l, hs in record.items()}
+    return model
 
 
 def count_params(model) -> int:

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .anatomy import Capture
+from .heads import masked
 from .losses import kd_loss, layer_loss
 from .train import make_loader, pick_device, processes_agree, seed_everything
 
@@ -194,7 +195,7 @@ def _distill_objective(teacher, student, batch, z, config: LocatorConfig):
     with torch.no_grad(), Capture(teacher) as t_cap:
         t_out = teacher(**{k: v for k, v in batch.items() if k != "labels"})
     with Capture(student) as s_cap:
-        s_out = student(**batch, head_mask=z)
+        s_out = masked(student, z, **batch)
     return (s_out.loss + config.alpha * kd_loss(s_out.logits, t_out.logits, config.tau)
             + config.beta * layer_loss(s_cap.output, t_cap.output, tokens))
 
@@ -329,7 +330,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
             if control.distill:
                 task_loss = _distill_objective(teacher, wrapped, batch, z, config)
             else:
-                task_loss = wrapped(**batch, head_mask=z).loss
+                task_loss = masked(wrapped, z, **batch).loss
             loss = task_loss + control.penalty(p_open, k_t)
             opt_w.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)

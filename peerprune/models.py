@@ -128,10 +128,36 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     config.update(kwargs)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, attn_implementation="eager")
-    from .heads import restore_empty_layers
+    from .heads import HEAD_MASK, PRUNED_KEY, restore_empty_layers
+    removed = getattr(config, PRUNED_KEY, None)
+    if removed and not HEAD_MASK:  # transformers 5 cannot rebuild pruned shapes itself
+        model = pruned_from_pretrained(path, config, removed)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, attn_implementation="eager")
     return restore_empty_layers(model).eval()
+
+
+def pruned_from_pretrained(path, config, removed: dict):
+    """A pruned checkpoint on transformers 5: the full architecture from its config, the
+    recorded heads sliced out (`heads.remove_heads`), then the saved weights loaded into
+    the pruned shapes; every parameter must be in the file."""
+    from safetensors.torch import load_file
+
+    from .heads import PRUNED_KEY, remove_heads
+    setattr(config, PRUNED_KEY, None)  # remove_heads writes it back as it slices
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    remove_heads(model, {int(l): hs for l, hs in removed.items() if hs})
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{path}: a pruned checkpoint needs its weights as .safetensors "
+                         "(save_pretrained's default)")
+    state = {k: v for f in files for k, v in load_file(str(f)).items()}
+    missing, _ = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters())  # an emptied layer's zero-size Q, K, V aren't saved
+    if lost := [k for k in missing if k in params and params[k].numel()]:
+        raise ValueError(f"{path}: the saved weights lack {lost[:5]}")
+    return model
 
 
 def model_for_task(name: str, task: str, seed: int = 0):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import heads
 from .glue import TASKS, default_glue_dir, get_task, load_glue, local_tasks, subsample
 from .locator import uniform_counts
 from .results import atomic_file
@@ -143,7 +144,7 @@ def train_scorer(pretrained, sentences, tokenizer, counts: list[int], config: SM
             full_reps = sentence_representations(full.last_hidden_state, batch["attention_mask"])
             mask = gumbel_topk_mask(scorer(full.attentions, batch["attention_mask"]), counts,
                                     config.tau)
-            masked = encoder(**batch, head_mask=mask).last_hidden_state
+            masked = heads.masked(encoder, mask, **batch).last_hidden_state
             loss = similarity_kl(full_reps, sentence_representations(masked, batch["attention_mask"]))
             opt.zero_grad(set_to_none=True)
             loss.backward()

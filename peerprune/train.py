@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .glue import collator
+from .heads import masked
 from .metrics import compute_metrics, primary_score
 
 
@@ -64,8 +65,9 @@ def to_device(batch: dict, device) -> dict:
 
 
 @torch.no_grad()
-def predict(model, loader, device=None, **forward_kwargs):
-    """Logits and labels of a whole split, in the split's order."""
+def predict(model, loader, device=None, mask=None):
+    """Logits and labels of a whole split, in the split's order; with `mask`, of the model
+    with its heads scaled by it (`heads.masked`)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -73,14 +75,15 @@ def predict(model, loader, device=None, **forward_kwargs):
     for batch in loader:
         batch = to_device(batch, device)
         labels.append(batch.pop("labels").cpu())
-        logits.append(model(**batch, **forward_kwargs).logits.float().cpu())
+        out = model(**batch) if mask is None else masked(model, mask.to(device), **batch)
+        logits.append(out.logits.float().cpu())
     model.train(was_training)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
-def evaluate(model, loader, task: str, **forward_kwargs) -> dict[str, float]:
-    """The task's metrics (percent) on a split."""
-    logits, labels = predict(model, loader, **forward_kwargs)
+def evaluate(model, loader, task: str, mask=None) -> dict[str, float]:
+    """The task's metrics (percent) on a split (of the masked model, with `mask`)."""
+    logits, labels = predict(model, loader, mask=mask)
     return compute_metrics(task, logits, labels)
 
 

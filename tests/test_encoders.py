@@ -25,15 +25,18 @@ def test_mask_prune_save_reload(cls, config, tmp_path):
     ids = torch.randint(3, 200, (2, 10))
     mask = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0]])
     with torch.no_grad():
-        masked = model(input_ids=ids, head_mask=mask).logits
+        masked = heads.masked(model, mask, input_ids=ids).logits
         heads.prune(model, mask)
         pruned = model(input_ids=ids).logits
     assert (masked - pruned).abs().max() < 1e-5
     model.save_pretrained(tmp_path / "pruned")
-    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").eval()
-    assert heads.heads_per_layer(again) == [2, 1]
-    with torch.no_grad():
-        assert (again(input_ids=ids).logits - pruned).abs().max() < 1e-5
+    loaded = [load_model(str(tmp_path / "pruned"))]
+    if heads.HEAD_MASK:  # transformers 4: plain from_pretrained rebuilds the pruned shapes too
+        loaded.append(AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").eval())
+    for again in loaded:
+        assert heads.heads_per_layer(again) == [2, 1]
+        with torch.no_grad():
+            assert (again(input_ids=ids).logits - pruned).abs().max() < 1e-5
 
 
 def test_distilbert_is_refused(tmp_path):

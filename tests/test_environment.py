@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+ROOT = Path(__file__).resolve().parents[1]
+# the main environment's pins; the second environment's, with transformers 5, beside them
+CONSTRAINTS = ROOT / ("constraints.txt" if int(version("transformers").split(".")[0]) < 5
+                      else "constraints-transformers5.txt")
 
 
 def pins():
@@ -15,10 +18,13 @@ def pins():
             yield m.group(1), m.group(2)
 
 
-def test_transformers_below_5():
-    """transformers 5 removed prune_heads and silently ignores head masks."""
+def test_transformers_is_a_version_we_test():
+    """The two lines .ci/run tests: 4 (head_mask, prune_heads) and 5 (neither: the gating
+    hooks and peerprune's own surgery stand in)."""
     major = int(version("transformers").split(".")[0])
-    assert major < 5, f"transformers {version('transformers')} installed; peerprune needs <5"
+    assert major in (4, 5), f"transformers {version('transformers')} installed; tested: 4, 5"
+    from peerprune import heads
+    assert heads.HEAD_MASK == (major == 4)
 
 
 @pytest.mark.parametrize("name,pinned", list(pins()))
@@ -30,13 +36,15 @@ def test_installed_version_matches_constraints(name, pinned):
     assert installed.split("+")[0] == pinned, f"{name}: installed {installed}, pinned {pinned}"
 
 
-def test_head_mask_is_honoured():
-    """Guard against a transformers that accepts head_mask but ignores it."""
+def test_head_masks_are_honoured():
+    """Guard against a head mask that is accepted but ignored (transformers 5 ignores a
+    `head_mask` argument; `heads.masked` must not)."""
     import torch
+    from peerprune.heads import masked as apply_mask
     from peerprune.models import load_model
     model = load_model("tiny")
     x = torch.randint(0, 1000, (2, 8))
     with torch.no_grad():
         full = model(input_ids=x).logits
-        masked = model(input_ids=x, head_mask=torch.zeros(2, 4)).logits
+        masked = apply_mask(model, torch.zeros(2, 4), input_ids=x).logits
     assert (full - masked).abs().max() > 1e-6

@@ -19,14 +19,20 @@ def batch():
 MASK = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1]])
 
 
-def logits(model, batch, **kw):
+def logits(model, batch, mask=None):
+    """The model's logits, with its heads scaled by `mask` if given (`heads.masked`: the head
+    mask on transformers 4, the gating hooks on 5)."""
     with torch.no_grad():
-        return model(**batch, **kw).logits
+        return (model(**batch) if mask is None else heads.masked(model, mask, **batch)).logits
+
+
+TRANSFORMERS_4 = pytest.mark.skipif(not heads.HEAD_MASK, reason="transformers 5 has no "
+                                    "head_mask or pruned_heads to compare with")
 
 
 def test_masking_equals_removal(batch):
     model = load_model("tiny")
-    masked = logits(model, batch, head_mask=MASK)
+    masked = logits(model, batch, MASK)
     assert (masked - logits(model, batch)).abs().max() > 1e-4  # the mask does something
     heads.prune(model, MASK)
     assert heads.kept_heads(model) == [[0, 2], [3]]
@@ -40,11 +46,12 @@ def test_pruning_twice_uses_original_indices(batch):
     heads.prune(model, MASK)
     assert heads.kept_heads(model) == [[0, 2], [3]]
     reference = load_model("tiny")
-    assert (logits(model, batch) - logits(reference, batch, head_mask=MASK)).abs().max() < 1e-5
+    assert (logits(model, batch) - logits(reference, batch, MASK)).abs().max() < 1e-5
     with pytest.raises(ValueError, match="already removed"):
         heads.prune(model, torch.ones(2, 4))
 
 
+@TRANSFORMERS_4
 def test_pruned_model_reloads_with_plain_transformers(batch, tmp_path):
     model = load_model("tiny")
     heads.prune(model, MASK)
@@ -70,16 +77,32 @@ def test_emptied_layer_skips_attention_and_reloads(batch, tmp_path):
     `peerprune.models.load_model` (plain from_pretrained rebuilds it but cannot run it)."""
     model = load_model("tiny")
     empty = torch.tensor([[0.0, 0, 0, 0], [1, 0, 0, 1]])
-    masked = logits(model, batch, head_mask=empty)
+    masked = logits(model, batch, empty)
     heads.prune(model, empty)
     assert heads.heads_per_layer(model) == [0, 2]
     assert isinstance(heads.attention(model, 0).self, heads.EmptySelfAttention)
     assert (logits(model, batch) - masked).abs().max() < 1e-5
     model.save_pretrained(tmp_path)
     assert (logits(load_model(str(tmp_path)), batch) - masked).abs().max() < 1e-5
-    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path)
-    with pytest.raises(RuntimeError):
-        plain(**batch)
+    if heads.HEAD_MASK:
+        plain = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+        with pytest.raises(RuntimeError):
+            plain(**batch)
+
+
+def test_surgery_is_recorded_in_the_saved_config(batch, tmp_path):
+    """peerprune's own record of the removed heads, on every version; transformers 4's
+    `pruned_heads` beside it there. A pruned model reloads with the same logits."""
+    import json
+    model = load_model("tiny")
+    heads.prune(model, MASK)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved[heads.PRUNED_KEY] == {"0": [1, 3], "1": [0, 1, 2]}
+    assert ("pruned_heads" in saved) == heads.HEAD_MASK
+    again = load_model(str(tmp_path))
+    assert heads.kept_heads(again) == [[0, 2], [3]]
+    assert (logits(again, batch) - logits(model, batch)).abs().max() < 1e-6
 
 
 def test_wrong_mask_shape_is_refused():
@@ -90,7 +113,7 @@ def test_wrong_mask_shape_is_refused():
 def test_models_do_not_share_config(tmp_path):
     a, b = load_model("tiny"), load_model("tiny")
     heads.prune(a, MASK)
-    assert b.config.pruned_heads == {} and heads.heads_per_layer(b) == [4, 4]
+    assert heads.removed_heads(b.config) == {} and heads.heads_per_layer(b) == [4, 4]
     a.save_pretrained(tmp_path)
     c, d = load_model(str(tmp_path)), load_model(str(tmp_path))
     assert c.config is not d.config
@@ -98,6 +121,7 @@ def test_models_do_not_share_config(tmp_path):
     assert heads.heads_per_layer(d) == [2, 1]
 
 
+@TRANSFORMERS_4
 def test_gating_through_the_modules_equals_the_head_mask(batch):
     """heads.gated (a pre-hook scaling each head's slice before W^O) gives the head mask's
     numbers: a fixed mask, soft gates, one gate per example, and the gradients."""
@@ -106,7 +130,7 @@ def test_gating_through_the_modules_equals_the_head_mask(batch):
     for mask in (MASK, soft):
         with torch.no_grad(), heads.gated(model, mask):
             hooked = model(**batch).logits
-        assert (hooked - logits(model, batch, head_mask=mask)).abs().max() < 1e-6
+        assert (hooked - model(**batch, head_mask=mask).logits).abs().max() < 1e-6
     b = batch["input_ids"].shape[0]
     per_example = torch.rand(2, b, 4, generator=torch.Generator().manual_seed(1))
     with torch.no_grad(), heads.gated(model, per_example):
