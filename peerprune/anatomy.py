@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .heads import attention, encoder
+from .heads import layers, output_projection
 from .train import to_device
 
 
@@ -36,14 +36,14 @@ class Capture:
 
     def __init__(self, model):
         self.model = model
-        n_layers = len(encoder(model).encoder.layer)
+        n_layers = len(layers(model))
         self.context: list = [None] * n_layers
         self.output: list = [None] * n_layers
         self._handles = []
 
     def __enter__(self):
         for l in range(len(self.context)):
-            dense = attention(self.model, l).output.dense
+            dense = output_projection(self.model, l)
             self._handles.append(dense.register_forward_hook(self._hook(l)))
         return self
 
@@ -111,7 +111,7 @@ def collect_stats(model, loader, device=None) -> list[LayerStats]:
                 grams[l] += (r.T @ r).cpu()
                 totals[l] += r.sum(0).cpu()
             n += int(keep.sum())
-    return [LayerStats(g, t, n, attention(model, l).output.dense.weight.detach().double().cpu(), d_h)
+    return [LayerStats(g, t, n, output_projection(model, l).weight.detach().double().cpu(), d_h)
             for l, (g, t) in enumerate(zip(grams, totals))]
 
 

@@ -93,7 +93,7 @@ def check_08_qk_norm(qk_norm_scores, teacher, keep: int) -> tuple[bool, str]:
         for l in range(n_layers)])
     if torch.allclose(scores, want, rtol=1e-3):
         shared = int((top_mask(scores, keep) * top_mask(
-            torch.stack([heads.attention(teacher, l).output.dense.weight.detach()
+            torch.stack([heads.output_projection(teacher, l).weight.detach()
                          .reshape(-1, n_heads, d).norm(dim=(0, 2)) for l in range(n_layers)]),
             keep)).sum())
         return _say(True, f"the norms of the query and key rows of each head; it shares "

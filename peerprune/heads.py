@@ -29,9 +29,39 @@ def num_layers_heads(model) -> tuple[int, int]:
     return config.num_hidden_layers, config.num_attention_heads
 
 
+def layers(model):
+    """The transformer layers: `encoder.layer` (BERT, RoBERTa, ELECTRA) or
+    `transformer.layer` (DistilBERT)."""
+    base = encoder(model)
+    return base.encoder.layer if hasattr(base, "encoder") else base.transformer.layer
+
+
 def attention(model, layer: int):
-    """The attention block (`self` = Q, K, V; `output.dense` = W^O) of one layer."""
-    return encoder(model).encoder.layer[layer].attention
+    """One layer's attention block: BERT's (`self` = Q, K, V; `output.dense` = W^O) or
+    DistilBERT's (`q_lin`, `k_lin`, `v_lin`, `out_lin` side by side)."""
+    return layers(model)[layer].attention
+
+
+def projections(model, layer: int):
+    """(the module holding Q, K, V, their attribute names) of one layer."""
+    block = attention(model, layer)
+    if hasattr(block, "out_lin"):
+        return block, ("q_lin", "k_lin", "v_lin")
+    return block.self, ("query", "key", "value")
+
+
+def output_projection(model, layer: int) -> nn.Linear:
+    """W^O of one layer: its input is the heads' concatenated outputs O_l1 ... O_lH."""
+    block = attention(model, layer)
+    return block.out_lin if hasattr(block, "out_lin") else block.output.dense
+
+
+def _set_output_projection(model, layer: int, linear: nn.Linear) -> None:
+    block = attention(model, layer)
+    if hasattr(block, "out_lin"):
+        block.out_lin = linear
+    else:
+        block.output.dense = linear
 
 
 def kept_heads(model) -> list[list[int]]:
@@ -83,7 +113,7 @@ class gated:
     def __enter__(self):
         n_layers = num_layers_heads(self.model)[0]
         for l in range(n_layers):
-            dense = attention(self.model, l).output.dense
+            dense = output_projection(self.model, l)
             self.handles.append(dense.register_forward_pre_hook(self._hook(l)))
         return self
 
@@ -136,15 +166,34 @@ class EmptySelfAttention(nn.Module):
         return hidden_states.new_zeros(batch, length, 0), None
 
 
+class EmptyAttention(nn.Module):
+    """DistilBERT's attention block with every head removed: only W^O's bias is left (kept
+    as the zero-input `out_lin`, so the checkpoint's keys stay), added to every token."""
+
+    def __init__(self, out_lin: nn.Linear):
+        super().__init__()
+        self.out_lin = out_lin
+
+    def forward(self, *args, **kwargs):
+        x = args[0] if args else kwargs.get("hidden_states", kwargs.get("query"))
+        return self.out_lin(x.new_zeros(*x.shape[:-1], 0)), None
+
+
 def restore_empty_layers(model):
-    """Give every layer that has no heads left an `EmptySelfAttention`.
+    """Give every layer that has no heads left an attention that computes nothing
+    (`EmptySelfAttention`; DistilBERT: `EmptyAttention`).
 
     `prune` does this itself; a model *loaded* from a checkpoint with an emptied layer
     needs it once (`peerprune.models.load_model` calls it): plain `from_pretrained`
     rebuilds the zero-head layer but transformers' attention cannot run it."""
     for layer, kept in enumerate(kept_heads(model)):
-        if not kept:
-            attention(model, layer).self = EmptySelfAttention()
+        block = attention(model, layer)
+        if kept or isinstance(block, EmptyAttention):
+            continue
+        if hasattr(block, "out_lin"):
+            layers(model)[layer].attention = EmptyAttention(block.out_lin)
+        else:
+            block.self = EmptySelfAttention()
     return model
 
 
@@ -197,13 +246,16 @@ def remove_heads(model, to_remove: dict[int, list[int]]):
         present = kept_heads(model)[layer]
         keep = [i for i, h in enumerate(present) if h not in set(gone)]
         index = torch.tensor([i * d + j for i in keep for j in range(d)], dtype=torch.long)
-        block = attention(model, layer)
-        for name in ("query", "key", "value"):
-            setattr(block.self, name, sliced(getattr(block.self, name), index, 0))
-        block.output.dense = sliced(block.output.dense, index, 1)
-        block.self.num_attention_heads = len(keep)
-        block.self.all_head_size = len(keep) * d
+        owner, names = projections(model, layer)
+        for name in names:
+            setattr(owner, name, sliced(getattr(owner, name), index, 0))
+        _set_output_projection(model, layer, sliced(output_projection(model, layer), index, 1))
+        if hasattr(owner, "n_heads"):  # DistilBERT
+            owner.n_heads, owner.dim = len(keep), len(keep) * d
+        else:
+            owner.num_attention_heads, owner.all_head_size = len(keep), len(keep) * d
         record[layer] = sorted(set(record.get(layer, [])) | set(gone))
+        block = attention(model, layer)
         if hasattr(block, "pruned_heads"):  # transformers 4's own bookkeeping
             block.pruned_heads = block.pruned_heads | set(gone)
         setattr(model.config, PRUNED_KEY, {l: hs for l, hs in sorted(record.items())})
@@ -220,7 +272,8 @@ def flops(model, seq_len: int = 128) -> int:
     """Multiply-add FLOPs (2 per MAC) of one sequence of `seq_len` tokens through the
     encoder, the pooler and the classifier (embeddings and softmax are not counted)."""
     cfg = model.config
-    d, d_ff, T = cfg.hidden_size, cfg.intermediate_size, seq_len
+    d, T = cfg.hidden_size, seq_len
+    d_ff = getattr(cfg, "intermediate_size", None) or cfg.hidden_dim  # DistilBERT: hidden_dim
     d_h = d // cfg.num_attention_heads
     total = 0
     for h in heads_per_layer(model):

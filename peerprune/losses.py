@@ -48,13 +48,13 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
     `groups[l]` maps each retained head (original index) to [r, p, ...]; the student's
     heads are stored in ascending original order.
     """
-    from .heads import attention
+    from .heads import output_projection
     total = 0.0
     for l, layer_groups in enumerate(groups):
         if not layer_groups:  # every head of this layer was removed: nothing to teach
             continue
-        w_s = attention(student, l).output.dense.weight
-        w_t = attention(teacher, l).output.dense.weight
+        w_s = output_projection(student, l).weight
+        w_t = output_projection(teacher, l).weight
         c_s = contributions(student_cap.context[l], w_s, d_h)[tokens]  # (n, R, d)
         c_t = contributions(teacher_cap.context[l], w_t, d_h)[tokens]  # (n, H, d)
         if joint:

@@ -19,9 +19,9 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           BertConfig, BertForSequenceClassification)
 
 ALIASES = ("minilm", "tiny")
-# The head surgery and head masks work on BERT-style attention modules
-# (`encoder.layer[l].attention.self` and `.output.dense`): BERT, RoBERTa, ELECTRA.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
+# The head surgery and head masks work on these attention modules (heads.projections and
+# heads.output_projection): BERT's, which RoBERTa and ELECTRA share, and DistilBERT's.
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "distilbert")
 
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                    intermediate_size=64, max_position_embeddings=512)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .anatomy import LayerStats
-from .heads import attention, kept_from_mask, prune
+from .heads import kept_from_mask, output_projection, prune
 
 
 def assign_peers(similarity: torch.Tensor, mask: torch.Tensor) -> list[dict[int, int]]:
@@ -128,6 +128,6 @@ def merge_and_prune(model, weights: list[torch.Tensor], mask: torch.Tensor):
     """Write the merged output projections into an unpruned model, then remove the
     pruned heads physically. Returns the model."""
     for l, w in enumerate(weights):
-        dense = attention(model, l).output.dense
+        dense = output_projection(model, l)
         dense.weight.copy_(w.to(dense.weight.dtype))
     return prune(model, mask)
