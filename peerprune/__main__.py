@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .profiles import PROFILES, get_profile
@@ -84,8 +85,20 @@ def load_plugins(argv) -> None:
                 raise SystemExit(f"error: --plugin {name!r} cannot be imported ({e})") from None
 
 
+def single_process_launch_note() -> str | None:
+    """What to tell a user whose `accelerate launch --cpu --num_processes N` started one
+    process: accelerate's --cpu ignores the count (data parallelism on CPUs takes
+    --multi_gpu), and nothing inside the process can see what was asked for."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and "WORLD_SIZE" not in os.environ:
+        return ("note: accelerate launch --cpu starts one process whatever --num_processes says; "
+                "for data parallelism on CPUs use accelerate launch --multi_gpu --num_processes N")
+    return None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if note := single_process_launch_note():
+        print(note, file=sys.stderr)
     load_plugins(argv)
     from .prune import ABLATIONS, valid_values
     METHODS = valid_values("method")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 
 def test_two_processes_finish_write_once_and_stay_synchronised(shared_glue, tmp_path):
@@ -27,3 +28,18 @@ def test_two_processes_finish_write_once_and_stay_synchronised(shared_glue, tmp_
         assert all(h["processes"] == 2 and h["weights_agree"] for h in history), f.name
     locator = json.loads(files[0].read_text())["locator_log"][-1]  # the locator too (gates included)
     assert locator["processes"] == 2 and locator["weights_agree"]
+
+
+def test_a_cpu_launch_that_starts_one_process_says_so(monkeypatch, capsys):
+    """accelerate launch --cpu --num_processes 2 runs one process (its --cpu ignores the
+    count); the command line says so and names the flag that works."""
+    from peerprune.__main__ import main
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    assert "--multi_gpu --num_processes N" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a real multi-process launch: no note
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    assert "note:" not in capsys.readouterr().err
