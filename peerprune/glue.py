@@ -122,23 +122,8 @@ def csv_task(train: str | os.PathLike, dev: str | os.PathLike | None = None,
                              f"least one row; found columns {list(frame.columns)}, "
                              f"{len(frame)} rows")
     text_columns = ("text", "text_pair") if "text_pair" in frames[0].columns else ("text",)
-    labels = pd.concat([fr["label"] for fr in frames])
-    numbers = pd.to_numeric(labels, errors="coerce")
-    if numbers.notna().all() and not (numbers == numbers.round()).all():
-        num_labels, names, feature = 1, (), datasets.Value("float32")
-        metrics, primary, to_id = ("spearmanr", "pearson"), "spearmanr", float
-    else:
-        if numbers.notna().all():  # label ids
-            n = int(numbers.max()) + 1
-            names, to_id = (), (lambda v: int(float(v)))
-            feature = datasets.ClassLabel(num_classes=n)
-        else:  # label names
-            names = tuple(sorted(labels.unique()))
-            n, to_id = len(names), names.index
-            feature = datasets.ClassLabel(names=list(names))
-        num_labels = n
-        metrics = ("accuracy", "f1") if n == 2 else ("accuracy",)
-        primary = "accuracy"
+    num_labels, names, feature, metrics, to_id = _csv_labels(
+        pd.concat([fr["label"] for fr in frames]))
     features = datasets.Features({**{c: datasets.Value("string") for c in text_columns},
                                   "label": feature, "idx": datasets.Value("int32")})
 
@@ -154,11 +139,27 @@ def csv_task(train: str | os.PathLike, dev: str | os.PathLike | None = None,
         held = splits[0].train_test_split(test_size=dev_share, seed=0)
         splits = [held["train"], held["test"]]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
-    task = GlueTask(name, text_columns, num_labels, metrics, primary, ("validation",), name,
+    task = GlueTask(name, text_columns, num_labels, metrics, metrics[0], ("validation",), name,
                     label_names=names, digest=digest)
     TASKS[name] = task
     CSV_DATA[name] = datasets.DatasetDict({"train": splits[0], "validation": splits[1]})
     return task
+
+
+def _csv_labels(labels):
+    """What a CSV's label column makes of a task: (label count, label names, the label
+    feature, metrics with the primary first, text -> id)."""
+    import pandas as pd
+    numbers = pd.to_numeric(labels, errors="coerce")
+    if numbers.notna().all() and not (numbers == numbers.round()).all():  # scores
+        return 1, (), datasets.Value("float32"), ("spearmanr", "pearson"), float
+    if numbers.notna().all():  # label ids
+        n = int(numbers.max()) + 1
+        names, feature, to_id = (), datasets.ClassLabel(num_classes=n), (lambda v: int(float(v)))
+    else:  # label names
+        names = tuple(sorted(labels.unique()))
+        n, feature, to_id = len(names), datasets.ClassLabel(names=list(names)), names.index
+    return n, names, feature, ("accuracy", "f1") if n == 2 else ("accuracy",), to_id
 
 
 def get_task(name: str) -> GlueTask:
