@@ -101,6 +101,43 @@ def rescale_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.Tens
     return w
 
 
+def merge_loss(stats: LayerStats, kept: list[int], rho: float) -> float:
+    """The layer's squared error over the calibration tokens, sum over tokens of
+    ||O W^T - O_K W_K'^T||^2, left after the joint merge onto the kept heads K."""
+    diff = stats.weight - joint_merge_weight(stats, kept, rho)
+    return float(torch.trace(diff @ stats.gram @ diff.T))
+
+
+def mergeable_mask(stats: list[LayerStats], keep: int, rho: float = 1e-3,
+                   min_one_per_layer: bool = False) -> tuple[torch.Tensor, list[dict]]:
+    """A head choice made for the merge: starting from every head, remove one at a time the
+    head, in any layer, whose removal adds the least to its layer's error after the joint
+    merge (`merge_loss`): the heads the other heads of their layer reproduce best go first.
+    Returns the mask and, per removal, the head and its layer's error."""
+    n_layers, n_heads = len(stats), stats[0].n_heads
+    kept = [list(range(n_heads)) for _ in range(n_layers)]
+    error = [0.0] * n_layers
+    log = []
+    while sum(map(len, kept)) > keep:
+        best = None
+        for l, layer in enumerate(kept):
+            if min_one_per_layer and len(layer) <= 1:
+                continue
+            for h in layer:
+                e = merge_loss(stats[l], [k for k in layer if k != h], rho)
+                if best is None or e - error[l] < best[0]:
+                    best = (e - error[l], l, h, e)
+        if best is None:
+            raise ValueError(f"cannot keep {keep} heads with at least one per layer")
+        _, l, h, error[l] = best
+        kept[l].remove(h)
+        log.append({"layer": l, "head": h, "layer_error": error[l]})
+    mask = torch.zeros(n_layers, n_heads)
+    for l, layer in enumerate(kept):
+        mask[l, layer] = 1.0
+    return mask, log
+
+
 MERGES = ("pairwise", "joint", "rescale", "none")
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from . import heads
+from . import anatomy, heads, peers
 from .baselines import hisp_mask, kwon_mask, l0_mask, random_mask
 from .locator import locate
 from .models import model_for_task
@@ -99,3 +99,12 @@ def kwon_heads(teacher, inputs, keep, c) -> HeadChoice:
     the mask rearranged within each layer; needs no training."""
     mask, record = kwon_mask(teacher, inputs.calib, keep, c.min_one_per_layer)
     return HeadChoice(mask, record)
+
+
+@register("mergeable")
+def mergeable_heads(teacher, inputs, keep, c) -> HeadChoice:
+    """A head choice made for the merge (peers.mergeable_mask): the heads whose layer the
+    joint merge reproduces best without them go first; needs no training."""
+    stats = anatomy.collect_stats(teacher, inputs.calib)
+    mask, log = peers.mergeable_mask(stats, keep, c.rho, c.min_one_per_layer)
+    return HeadChoice(mask, {"mergeable_removals": log})

@@ -72,3 +72,30 @@ def test_post_training_run_has_no_epochs_and_its_model_reloads(shared_glue, tmp_
     assert evaluate(reloaded, make_loader(evals["validation"], tok, 64, False), "rte") == r["scores"]
     with pytest.raises(ValueError, match="has no fine-tuning loss"):
         run_pruning(PruneConfig(task="rte", profile="smoke", epochs=0, distill="kd"))
+
+
+def test_the_mergeable_choice_removes_a_head_its_peers_reproduce(shared_glue):
+    """A head that is an exact copy of another in its layer costs the joint merge nothing:
+    the choice made for the merge removes one of the two first, and keeps K* heads."""
+    from peerprune import anatomy, heads, peers
+    from peerprune.glue import task_data
+    from peerprune.models import load_model, load_tokenizer
+    from peerprune.train import make_loader
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=48,
+                         eval_examples=16)
+    model = load_model("tiny", seed=8)
+    d = 8  # the tiny model's head size
+    owner, names = heads.projections(model, 1)
+    with torch.no_grad():  # head 2 of layer 1 becomes a copy of head 0
+        for name in names:
+            getattr(owner, name).weight[2 * d:3 * d] = getattr(owner, name).weight[:d]
+            getattr(owner, name).bias[2 * d:3 * d] = getattr(owner, name).bias[:d]
+    stats = anatomy.collect_stats(model, make_loader(train, tok, 16, False))
+    mask, log = peers.mergeable_mask(stats, 5)
+    assert int(mask.sum()) == 5 and len(log) == 3
+    assert (log[0]["layer"], log[0]["head"]) in ((1, 0), (1, 2))
+    assert log[0]["layer_error"] < 1e-3 * peers.merge_loss(stats[1], [], 1e-3)  # the ridge's bit
+    assert mask[1, 0] + mask[1, 2] <= 1
+    one, _ = peers.mergeable_mask(stats, 2, min_one_per_layer=True)
+    assert one.sum(1).tolist() == [1.0, 1.0]
