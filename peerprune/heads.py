@@ -118,10 +118,16 @@ class gated:
         return self
 
     def _hook(self, layer: int):
+        config = unwrap(self.model).config
+        d_h = config.hidden_size // config.num_attention_heads
+
         def scale(module, args):
             (x,) = args  # (batch, tokens, heads * d_h)
             m = self.mask[layer].to(x.dtype)
             n = m.shape[-1]
+            if x.shape[-1] != n * d_h:
+                raise ValueError(f"layer {layer} has {x.shape[-1] // d_h} heads, the mask "
+                                 f"{n}: gate an unpruned model")
             gate = m[None, None, :, None] if m.dim() == 1 else m[:, None, :, None]
             return (x.unflatten(-1, (n, -1)) * gate).flatten(-2),
         return scale

@@ -145,3 +145,13 @@ def test_gating_through_the_modules_equals_the_head_mask(batch):
     assert torch.allclose(g1.grad, g2.grad, atol=1e-6)
     with torch.no_grad():  # the hooks are gone afterwards
         assert (model(**batch).logits - logits(model, batch)).abs().max() == 0
+
+
+def test_gates_on_a_pruned_model_are_refused(batch):
+    """The gates index the original heads: a pruned model's fewer heads are named, not
+    silently mis-scaled."""
+    model = load_model("tiny")
+    heads.prune(model, MASK)
+    with pytest.raises(ValueError, match="layer 0 has 2 heads, the mask 4"):
+        with torch.no_grad(), heads.gated(model, torch.ones(2, 4)):
+            model(**batch)
