@@ -100,6 +100,9 @@ except ValueError as e:
     sys.exit(f"run_all.sh: {e}")
 PY
 )
+# progress bars are widgets for a reader in JupyterLab; in papermill's saved copies they
+# would be frozen text at 0%, so the headless run keeps them quiet
+export TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 out="results/$profile/executed"
 mkdir -p "$out"
 start=$(date +%s)

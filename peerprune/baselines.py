@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .heads import masked, num_layers_heads
 from .locator import HardConcreteGates, LocatorConfig, locate, top_mask
 from .results import atomic_file, is_main_process
-from .train import to_device
+from .train import progress, to_device
 
 
 def random_mask(n_layers: int, n_heads: int, keep: int, seed: int = 0,
@@ -127,7 +127,7 @@ def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
     per_step = max(1, round(step_fraction * n))
     mask = torch.ones(n_layers, n_heads)
     log = []
-    bar = tqdm(total=n - keep, desc="HISP heads pruned", mininterval=10)
+    bar = progress(n - keep, "HISP heads pruned", mininterval=10)
     while mask.sum() > keep:
         imp = normalise_per_layer(head_importance(model, loader, mask), mask)
         candidates = imp.clone()

@@ -29,12 +29,11 @@ from dataclasses import asdict, dataclass
 import torch
 from accelerate import Accelerator
 from torch import nn
-from tqdm.auto import tqdm
 
 from .anatomy import Capture
 from .heads import masked
 from .losses import kd_loss, layer_loss
-from .train import make_loader, pick_device, processes_agree, seed_everything
+from .train import make_loader, pick_device, processes_agree, progress, seed_everything
 
 
 class HardConcreteGates(nn.Module):
@@ -317,8 +316,8 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     if config.max_steps:
         total = min(total, config.max_steps)
     log, step, p_open = [], 0, None
-    bar = tqdm(total=total, desc="locator", mininterval=5 if sys.stderr.isatty() else 60,
-               disable=not accelerator.is_local_main_process)
+    bar = progress(total, "locator", mininterval=5 if sys.stderr.isatty() else 60,
+                   disable=not accelerator.is_local_main_process)
     while step < total:
         for batch in loader:
             if step >= total:

@@ -19,13 +19,12 @@ import datasets
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import heads
 from .glue import TASKS, default_glue_dir, get_task, load_glue, local_tasks, subsample
 from .locator import uniform_counts
 from .results import atomic_file
-from .train import make_loader, seed_everything, to_device
+from .train import make_loader, progress, seed_everything, to_device
 
 
 class AttentionMapScorer(nn.Module):
@@ -133,7 +132,7 @@ def train_scorer(pretrained, sentences, tokenizer, counts: list[int], config: SM
     opt = torch.optim.Adam(scorer.parameters(), lr=config.lr)
     loader = make_loader(sentences, tokenizer, config.batch_size, True, config.seed)
     log, step = [], 0
-    bar = tqdm(total=config.steps, desc="SMP meta-training", mininterval=10)
+    bar = progress(config.steps, "SMP meta-training", mininterval=10)
     while step < config.steps:
         for batch in loader:
             if step >= config.steps:

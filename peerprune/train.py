@@ -6,6 +6,7 @@ changes the objective by passing `loss_fn(model, batch) -> loss`.
 """
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -62,6 +63,13 @@ def make_loader(dataset, tokenizer, batch_size: int, shuffle: bool, seed: int = 
 
 def to_device(batch: dict, device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def progress(total: int, desc: str, disable: bool = False, **kwargs):
+    """A progress bar: a widget in Jupyter, text in a terminal, and none where TQDM_DISABLE
+    is set (run_all.sh sets it: papermill's saved copies would show every bar frozen)."""
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+    return tqdm(total=total, desc=desc, disable=disable or quiet, **kwargs)
 
 
 @torch.no_grad()
@@ -178,7 +186,7 @@ def fine_tune(model, task: str, train_data, eval_data, tokenizer, config: TrainC
     history = saved.restore(model, optimizer, scheduler, order) if saved else []
     if history and hasattr(loss_fn, "skip"):
         loss_fn.skip(len(history) * len(train_loader))  # a loss that counts its steps
-    bar = tqdm(total=len(train_loader) * config.epochs, desc=desc,
+    bar = progress(len(train_loader) * config.epochs, desc,
                initial=len(train_loader) * len(history),
                mininterval=5 if sys.stderr.isatty() else 60,
                disable=not accelerator.is_local_main_process)

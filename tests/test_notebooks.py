@@ -22,6 +22,8 @@ def monkeypatch_module():
 def executed(shared_glue, tmp_path_factory, monkeypatch_module):
     """Run all notebooks once, in order, in a scratch work folder; keep each one's error."""
     monkeypatch_module.setenv("OMP_NUM_THREADS", "1")  # the kernels: tiny models, one core
+    for quiet in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):  # as run_all.sh does
+        monkeypatch_module.setenv(quiet, "1")
     work = tmp_path_factory.mktemp("work")
     (work / "README.md").write_text("<!-- table:comparison:smoke -->\n<!-- /table:comparison:smoke -->\n")
     # a real (tiny) speed benchmark, for the results notebook's latency figure
@@ -81,6 +83,8 @@ def test_figures_show_inline_and_exercises_run(executed, name):
         assert all("not yet" in "".join(o.get("text", "")) for c in checks for o in c["outputs"]
                    if o.get("name") == "stdout" and o.get("text", "").strip()), (
             "a starter must not pass its own check")
+    frozen = [o for c in code for o in c["outputs"] if "it/s]" in str(o.get("data", o.get("text")))]
+    assert not frozen, f"{name}: a progress bar saved as frozen text"
     stderr = [c for c in code if any(o.get("name") == "stderr" for o in c["outputs"])]
     assert not stderr, f"{name}: stderr in {len(stderr)} cells"
 
