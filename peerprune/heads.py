@@ -244,8 +244,8 @@ def remove_heads(model, to_remove: dict[int, list[int]]):
     """Slice heads out of the model, without transformers' `prune_heads` (gone in 5):
     {layer: original head indices} loses its Q, K, V rows and its W^O columns, and the
     attention's head count shrinks. Recorded in the config under `PRUNED_KEY`, and as
-    `pruned_heads` where transformers still reads it (4: plain `from_pretrained` then
-    rebuilds the pruned shapes)."""
+    `pruned_heads`, which transformers 4 reads (its plain `from_pretrained` then rebuilds the
+    pruned shapes, also of a model pruned on 5)."""
     d = model.config.hidden_size // model.config.num_attention_heads
     record = {int(k): sorted(v) for k, v in removed_heads(model.config).items()}
     for layer, gone in to_remove.items():
@@ -265,8 +265,7 @@ def remove_heads(model, to_remove: dict[int, list[int]]):
         if hasattr(block, "pruned_heads"):  # transformers 4's own bookkeeping
             block.pruned_heads = block.pruned_heads | set(gone)
         setattr(model.config, PRUNED_KEY, {l: hs for l, hs in sorted(record.items())})
-    if HEAD_MASK:
-        model.config.pruned_heads = {l: list(hs) for l, hs in record.items()}
+    model.config.pruned_heads = {l: list(hs) for l, hs in record.items()}  # what 4 reads
     return model
 
 
