@@ -84,6 +84,7 @@ class LocatorConfig:
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None  # cap the number of steps (tests, smoke runs)
+    min_steps: int = 0  # projection: at least this many steps (a short pass is repeated)
     # L0 Norm baseline: a fixed penalty lambda * E with the task loss alone, no
     # multipliers, no KD, no layer loss
     fixed_penalty: float | None = None
@@ -313,6 +314,8 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     wrapped, gates_w, opt_w, opt_g, loader = accelerator.prepare(student, gates, opt_w, opt_g,
                                                                  loader)
     total = config.epochs * len(loader)
+    if config.budget_control == "projection" and config.fixed_penalty is None:
+        total = max(total, config.min_steps)  # room for the temperature to decide the gates
     if config.max_steps:
         total = min(total, config.max_steps)
     log, step, p_open = [], 0, None

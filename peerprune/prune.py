@@ -110,6 +110,10 @@ class PruneConfig:
         only_when=("budget_control", "projection"))
     lr_lambda: float = option(3.0, "lagrangian: the multipliers' rate", "locator", methods=APD,
                               only_when=("budget_control", "lagrangian"))
+    locator_min_steps: int = option(
+        100, "projection: the search's fewest steps; a pass over the data that is shorter is "
+        "repeated, so the falling temperature has the steps to make the gates decisive",
+        "locator", methods=APD, only_when=("budget_control", "projection"), omit_at=100)
     allocation: str = option("auto", "auto: one global budget; uniform: the same count per "
                              "layer", "locator", methods=APD, choices=lambda: ALLOCATIONS)
     min_one_per_layer: bool = option(False, "keep at least one head in every layer",
@@ -158,7 +162,8 @@ class PruneConfig:
                              lr_lambda=self.lr_lambda, init_log_alpha=self.init_log_alpha,
                              alpha=self.alpha, tau=self.tau, beta=self.beta,
                              allocation=self.allocation, min_one_per_layer=self.min_one_per_layer,
-                             batch_size=batch_size, seed=self.seed, max_steps=self.max_steps)
+                             batch_size=batch_size, seed=self.seed, max_steps=self.max_steps,
+                             min_steps=self.locator_min_steps)
 
     def budget(self, n_heads_total: int) -> int:
         """K* = round(N * (1 - s)), or `keep` when given."""

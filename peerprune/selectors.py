@@ -106,5 +106,6 @@ def mergeable_heads(teacher, inputs, keep, c) -> HeadChoice:
     """A head choice made for the merge (peers.mergeable_mask): the heads whose layer the
     joint merge reproduces best without them go first; needs no training."""
     stats = anatomy.collect_stats(teacher, inputs.calib)
-    mask, log = peers.mergeable_mask(stats, keep, c.rho, c.min_one_per_layer)
+    # its own ridge, the merge's default: `rho` acts after the choice, so the choice can't read it
+    mask, log = peers.mergeable_mask(stats, keep, min_one_per_layer=c.min_one_per_layer)
     return HeadChoice(mask, {"mergeable_removals": log})

@@ -48,7 +48,7 @@ def test_the_derived_tables_cover_every_field_once():
     assert set(AFTER_THE_CHOICE) <= names
     assert {k for ks in METHOD_OPTIONS.values() for k in ks} <= names
     assert set(METHOD_OPTIONS) == {"apd", "hisp", "l0", "smp"}
-    assert valid_values("method") == ("apd", "random", "hisp", "l0", "smp", "kwon")
+    assert valid_values("method") == ("apd", "random", "hisp", "l0", "smp", "kwon", "mergeable")
     assert "variant" in AFTER_THE_CHOICE and "seed" not in AFTER_THE_CHOICE
 
 

@@ -299,3 +299,21 @@ def test_projected_locator_follows_the_budget_and_ends_decisive(data, allocation
         assert mask.sum(1).tolist() == [2, 2]
         assert p.sum(1).tolist() == pytest.approx([2, 2], abs=0.5)
     assert {"shift", "temperature", "k_t", "expected_heads", "open_per_layer"} <= set(log[-1])
+
+
+def test_a_short_pass_is_repeated_up_to_the_projection_s_fewest_steps(shared_glue):
+    """A training split shorter than `min_steps` batches is passed over again, so the
+    temperature has the steps to decide the gates; the multipliers' search is left as it was."""
+    from peerprune.glue import task_data
+    from peerprune.locator import LocatorConfig, locate
+    from peerprune.models import load_model, load_tokenizer
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=32, train_examples=32,
+                         eval_examples=16)
+    teacher = load_model("tiny", seed=2)
+    steps = {}
+    for control in ("projection", "lagrangian"):
+        cfg = LocatorConfig(epochs=1, batch_size=16, lr=1e-3, min_steps=6, budget_control=control)
+        _, _, log = locate(teacher, copy.deepcopy(teacher), train, tok, 4, cfg)
+        steps[control] = len(log)
+    assert steps == {"projection": 6, "lagrangian": 2}
