@@ -264,7 +264,7 @@ def remove_heads(model, to_remove: dict[int, list[int]]):
         block = attention(model, layer)
         if hasattr(block, "pruned_heads"):  # transformers 4's own bookkeeping
             block.pruned_heads = block.pruned_heads | set(gone)
-        setattr(model.config, PRUNED_KEY, {l: hs for l, hs in sorted(record.items())})
+    setattr(model.config, PRUNED_KEY, dict(sorted(record.items())))
     model.config.pruned_heads = {l: list(hs) for l, hs in record.items()}  # what 4 reads
     return model
 
