@@ -321,8 +321,7 @@ CACHE_DIR_ENV = "PEERPRUNE_CACHE_DIR"
 
 def _cache_key(task, tokenizer, glue_dir, **sizes) -> str:
     """What the tokenised splits depend on: task, source files, tokenizer, sizes, seed."""
-    import hashlib
-    import json
+    from .results import config_hash
     spec = get_task(task)
     source = spec.digest or "hub"  # your own data: its files' hash
     if not spec.digest and glue_dir is not None and has_local(task, glue_dir):
@@ -331,7 +330,7 @@ def _cache_key(task, tokenizer, glue_dir, **sizes) -> str:
                   for p in sorted(folder.glob("*.tsv"))]
     key = {"task": spec.name, "source": source, "tokenizer": tokenizer.name_or_path,
            "vocab": len(tokenizer), **sizes}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return config_hash(key)
 
 
 def task_data(task: str, tokenizer, *, glue_dir=None, max_length: int = 128,

@@ -26,6 +26,7 @@ class Profile:
     sparsities: tuple[float, ...] = (0.58,)  # head sparsities of the method comparison
     methods: tuple[str, ...] = ("apd", "random", "hisp", "l0", "smp")
     ablation_tasks: tuple[str, ...] = ()  # tasks of the ablation notebook
+    ablations: tuple[str, ...] = ()  # the ablations it runs there (prune.ABLATIONS); (): all
     sweep_tasks: tuple[str, ...] = ()  # tasks that run every sparsity (others: 0.58 only)
     prune_options: dict = field(default_factory=dict)  # PruneConfig fields to override
     hub_tasks: tuple[str, ...] = ()  # tasks added when the Hugging Face Hub is reachable
@@ -49,6 +50,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
                                smp_steps=3, smp_sentences=40, l0_start=0.05)),
     Profile("quick", "minilm", ("mrpc",), epochs=2, teacher_lrs=(1e-4,), train_examples=1000,
             ablation_tasks=("mrpc",),
+            # within the hour: the merge, the peer loss, the allocation and the budget control
+            ablations=("default", "no-merge", "no-peer-loss", "uniform", "lagrangian"),
             # lr_lambda: the learned multipliers' rate (variant `lagrangian`) for its short search
             prune_options=dict(smp_steps=50, smp_sentences=1600, lr_lambda=50.0)),
     Profile("full", "minilm", ("rte", "mrpc", "stsb", "cola", "sst2", "wnli"), epochs=4,

@@ -1,6 +1,6 @@
 """Results: one small JSON file per run, written atomically, read back as a list.
 
-A result follows METHOD.md's "What a result is": task, model, profile, method, distill,
+A result follows docs/method.md's "What a result is": task, model, profile, method, distill,
 variant, target_sparsity, sparsity, seed, metric, score, scores, heads_per_layer,
 params, flops, wall_s, config_hash, plus whatever the run adds.
 """

@@ -1,5 +1,5 @@
 """SMP baseline (Zhang et al. 2021, "Know What You Don't Need: Single-Shot Meta-Pruning
-for Attention Heads"), as METHOD.md formulates it.
+for Attention Heads"), as docs/method.md describes it.
 
 A small network scores each head from its attention map. It is meta-trained on the
 *pretrained* model with sentences of *other* tasks: masks are sampled (Gumbel top-k per
@@ -10,8 +10,6 @@ every layer, and the pruned pretrained model is fine-tuned on the task.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from torch import nn
 from . import heads
 from .glue import TASKS, default_glue_dir, get_task, load_glue, local_tasks, subsample
 from .locator import uniform_counts
-from .results import atomic_file
+from .results import atomic_file, config_hash
 from .train import make_loader, progress, seed_everything, to_device
 
 
@@ -174,9 +172,8 @@ def smp_mask(scorer, pretrained, data, tokenizer, counts: list[int]) -> torch.Te
 
 def scorer_path(model_name: str, target: str, counts: list[int], config: SMPConfig,
                 root="checkpoints") -> Path:
-    key = json.dumps({"model": model_name, "target": target, "counts": counts,
-                      **config.to_dict()}, sort_keys=True)
-    h = hashlib.sha256(key.encode()).hexdigest()[:12]
+    h = config_hash({"model": model_name, "target": target, "counts": counts,
+                     **config.to_dict()})
     return Path(root) / "smp" / model_name.replace("/", "__") / f"scorer-{target}-{h}.pt"
 
 

@@ -60,3 +60,11 @@ def test_a_baseline_on_the_post_training_path_is_identified_by_its_merge_and_rid
     assert keys(replace(post, rho=0.1))[0] != keys(post)[0]
     with pytest.raises(ValueError, match="final_temperature must be in"):
         check_config(replace(base, final_temperature=0.0).resolved())
+
+
+def test_every_profile_names_only_ablations_that_exist():
+    from peerprune.profiles import PROFILES
+    from peerprune.prune import ABLATIONS
+    for p in PROFILES.values():
+        assert set(p.ablations) <= set(ABLATIONS), (p.name, set(p.ablations) - set(ABLATIONS))
+        assert not p.ablations or "default" in p.ablations  # the row the others are read against

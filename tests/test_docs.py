@@ -53,6 +53,13 @@ def test_the_readme_is_a_front_page():
     assert "METHOD.md" not in readme  # a clone does not contain it
 
 
+def test_nothing_cites_a_file_a_clone_does_not_contain():
+    cited = [p.relative_to(ROOT) for folder in ("peerprune", "notebooks", "docs")
+             for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".ipynb", ".md")
+             and "METHOD.md" in p.read_text()]
+    assert not cited, f"these cite ../shared/METHOD.md, which a clone lacks: {cited}"
+
+
 def test_report_regenerates_the_committed_tables_byte_for_byte(tmp_path):
     import shutil
     from peerprune.report import DOCUMENTS, update_documents
