@@ -138,7 +138,8 @@ def main(argv=None) -> int:
                     f"{', '.join(valid_values('merge'))} (default: pairwise for apd, else none)")
     pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first: the criteria it registers with "
-                         "peerprune.selectors.register become methods")
+                         "peerprune.selectors.register become methods, the losses it "
+                         "registers with peerprune.losses.register_loss --distill choices")
     pr.set_defaults(run=_prune)
     r = sub.add_parser("report", help="rewrite the results tables of README.md and "
                                           "docs/findings.md from results/")

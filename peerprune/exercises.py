@@ -116,6 +116,24 @@ def check_08_kd_prediction(prediction, config, score_with_kd: float) -> tuple[bo
                                      f"{truth}")
 
 
+def check_08_registered_loss(layer_result, kd_result: dict) -> tuple[bool, str]:
+    """Exercise 08.3: a run fine-tuned with the registered loss `kd-layer`."""
+    from .losses import FINE_TUNING_LOSSES
+    if "kd-layer" not in FINE_TUNING_LOSSES:
+        return _say(False, "register `kd-layer` first (the cell with @losses.register_loss)")
+    if not isinstance(layer_result, dict):
+        return _say(False, "replace `None` with the run_pruning call; it returns the result")
+    if layer_result.get("distill") != "kd-layer" or layer_result["method"] != kd_result["method"]:
+        return _say(False, f"this run is {layer_result['method']} with distill "
+                           f"{layer_result.get('distill')!r}; run {kd_result['method']} with "
+                           "distill 'kd-layer'")
+    if layer_result["heads_per_layer"] != kd_result["heads_per_layer"]:
+        return _say(False, "the two runs kept different heads: use the same sparsity")
+    gap = layer_result["score"] - kd_result["score"]
+    return _say(True, f"the same heads; with the layer term {layer_result['score']:.2f}, with "
+                      f"KD alone {kd_result['score']:.2f} ({gap:+.2f})")
+
+
 def check_04_ridge(prediction, rho: float, stats, layer_peers: dict, kept: list[int]):
     """Exercise 04.1: a huge ridge shrinks every merge map to zero: the merge does nothing."""
     from .peers import pairwise_merge_weight, reconstruction_error

@@ -1,5 +1,14 @@
-"""The distillation losses of the locator and of peer-distillation fine-tuning."""
+"""The distillation losses of the locator and of peer-distillation fine-tuning.
+
+The fine-tuning loss of a run (`--distill NAME`) is one entry of `FINE_TUNING_LOSSES`:
+CE, plus alpha KD_tau unless it is `none`, plus its own term. A new loss is one function
+registered with `register_loss`; the pipeline, the command line, the results files and the
+tables pick it up by its name.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,3 +78,61 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
             per_head = per_head[a.sum(0) > 1]
         total = total + per_head.sum()
     return total
+
+
+def peer_weight(c, step: int, total_steps: int) -> float:
+    """The peer loss's weight at training step `step` (0-based) of `total_steps`."""
+    beta = c.beta if c.peer_beta is None else c.peer_beta
+    if c.peer_schedule == "linear":
+        return beta * max(0.0, 1.0 - step / max(1, total_steps))
+    return beta
+
+
+@dataclass
+class LossStep:
+    """What a fine-tuning loss term sees at one training step."""
+    config: object  # the run's resolved PruneConfig
+    student: object
+    teacher: object
+    student_out: object  # the forward outputs (`.loss` is CE, `.logits`)
+    teacher_out: object
+    student_cap: object  # anatomy.Capture: every layer's head outputs and MHA output
+    teacher_cap: object
+    tokens: torch.Tensor  # (B, T) bool: the non-padding tokens
+    groups: list | None  # the merge's peer groups (peers.peer_groups), if it needs them
+    d_h: int  # the head dimension
+    step: int  # the training step, 0-based
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class FineTuningLoss:
+    term: Callable[[LossStep], torch.Tensor] | None = None  # added to CE (+ alpha KD_tau)
+    kd: bool = True  # CE + alpha KD_tau, or CE alone
+    needs_peers: bool = False  # the term reads the merge's peer groups (the method only)
+    active: Callable | None = None  # (config, total_steps) -> bool: the term counts at all
+
+
+FINE_TUNING_LOSSES: dict[str, FineTuningLoss] = {
+    "none": FineTuningLoss(kd=False),  # CE
+    "kd": FineTuningLoss(),  # CE + alpha KD_tau
+}
+
+
+def register_loss(name: str, needs_peers: bool = False, active=None):
+    """Decorator: make `term(step: LossStep) -> tensor` the fine-tuning loss `--distill name`,
+    CE + alpha KD_tau + term."""
+    def add(term):
+        FINE_TUNING_LOSSES[name] = FineTuningLoss(term, needs_peers=needs_peers, active=active)
+        return term
+    return add
+
+
+@register_loss("peer", needs_peers=True,
+               active=lambda c, total_steps: peer_weight(c, 0, total_steps) > 0)
+def peer_term(s: LossStep) -> torch.Tensor:
+    """The method's: the peer loss, weighted by `peer_weight` at this step."""
+    c = s.config
+    return peer_weight(c, s.step, s.total_steps) * peer_loss(
+        s.student_cap, s.teacher_cap, s.student, s.teacher, s.groups, s.tokens, s.d_h,
+        joint=c.peer_loss == "joint", absorbing_only=c.peer_heads == "absorbing")

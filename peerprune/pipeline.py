@@ -26,7 +26,7 @@ import torch
 
 from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
-from .losses import kd_loss, peer_loss
+from .losses import FINE_TUNING_LOSSES, LossStep, kd_loss
 from .models import model_for_task
 from .train import evaluate, fine_tune, make_loader, pick_device
 
@@ -58,8 +58,8 @@ class Clock(dict):
 
 
 def uses_peers(c) -> bool:
-    """The peers are needed to merge, or for the peer loss."""
-    return c.merge != "none" or c.distill == "peer"
+    """The peers are needed to merge, or for a fine-tuning loss that reads them."""
+    return c.merge != "none" or FINE_TUNING_LOSSES[c.distill].needs_peers
 
 
 def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clock=None):
@@ -132,35 +132,30 @@ def merge_and_remove(student, teacher, stats, mask, c, calib):
     return assignment, record
 
 
-def peer_weight(c, step: int, total_steps: int) -> float:
-    """The peer loss's weight at training step `step` (0-based) of `total_steps`."""
-    beta = c.beta if c.peer_beta is None else c.peer_beta
-    if c.peer_schedule == "linear":
-        return beta * max(0.0, 1.0 - step / max(1, total_steps))
-    return beta
-
-
 def distillation_loss(teacher, c, groups=None, d_h: int = 0, total_steps: int = 1):
-    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha*KD) (+ weight*peer loss), the
-    weight following `peer_weight` over the `total_steps` training calls."""
-    peer = c.distill == "peer" and peer_weight(c, 0, total_steps) > 0
+    """loss_fn(model, batch) for `fine_tune`: CE (+ alpha KD_tau) (+ the term of the run's
+    fine-tuning loss, `losses.FINE_TUNING_LOSSES[c.distill]`), `step` counting the
+    training calls."""
+    spec = FINE_TUNING_LOSSES[c.distill]
+    term = spec.term if spec.active is None or spec.active(c, total_steps) else None
     step = 0
 
     def loss_fn(model, batch):
         nonlocal step
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if c.distill == "none":
+        if not spec.kd and term is None:
             return model(**batch).loss
         with torch.no_grad(), Capture(teacher) as t_cap:
             t_out = teacher(**inputs)
         with Capture(model) as s_cap:
             s_out = model(**batch)
-        loss = s_out.loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
-        if peer:
-            tokens = batch["attention_mask"].bool()
-            loss = loss + peer_weight(c, step, total_steps) * peer_loss(
-                s_cap, t_cap, model, teacher, groups, tokens, d_h, joint=c.peer_loss == "joint",
-                absorbing_only=c.peer_heads == "absorbing")
+        loss = s_out.loss
+        if spec.kd:
+            loss = loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
+        if term is not None:
+            loss = loss + term(LossStep(c, model, teacher, s_out, t_out, s_cap, t_cap,
+                                        batch["attention_mask"].bool(), groups, d_h, step,
+                                        total_steps))
         step += model.training
         return loss
 

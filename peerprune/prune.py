@@ -20,6 +20,7 @@ from . import heads, peers
 from .choices import choice_dir, l0_tries_dir, load_choice, save_choice
 from .glue import get_task, subsample, task_data
 from .locator import ALLOCATIONS, BUDGETS, LocatorConfig, uniform_counts
+from .losses import FINE_TUNING_LOSSES
 from .metrics import primary_score
 from .models import check_model_name, count_heads, save_model
 from .pipeline import Clock, Inputs, prune_pipeline
@@ -73,9 +74,10 @@ class PruneConfig:
     seed: int = option(0, "calibration sample, gate noise, Random's mask, data order", "run")
     variant: str = option("default", "an ablation's name", "run", after_choice=True)
     distill: str | None = option(
-        None, "none: CE; kd: + logit KD; peer: + logit KD + peer loss (the method only); "
-        "default: peer for the method, none for the baselines", "fine-tuning",
-        after_choice=True, choices=("none", "kd", "peer"))
+        None, "the fine-tuning loss (losses.FINE_TUNING_LOSSES): none: CE; kd: + logit KD; "
+        "peer: + logit KD + peer loss (the method only); default: peer for the method, none "
+        "for the baselines", "fine-tuning", after_choice=True,
+        choices=lambda: tuple(FINE_TUNING_LOSSES))
     model: str | None = option(None, "model id, path or alias; default: the profile's", "run")
     teacher: str | None = option(None, "a fine-tuned model folder used as the teacher as it is "
                                  "(no retraining); default: the profile's teacher of the task",
@@ -254,10 +256,13 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError("peer_heads 'absorbing' selects heads of the per-head peer loss; "
                          f"this run has distill {c.distill!r} and peer_loss {c.peer_loss!r} "
                          "(use distill 'peer' and peer_loss 'per_head')")
-    if c.method != "apd" and (c.distill == "peer" or (c.merge != "none" and c.epochs != 0)):
-        raise ValueError(f"method {c.method!r} runs with distill 'none' or 'kd' and no merge; "
-                         "peer distillation belongs to 'apd' (any method's mask can be merged "
-                         "on the post-training path, epochs 0)")
+    if c.method != "apd" and (FINE_TUNING_LOSSES[c.distill].needs_peers
+                              or (c.merge != "none" and c.epochs != 0)):
+        plain = [n for n, f in FINE_TUNING_LOSSES.items() if not f.needs_peers]
+        raise ValueError(f"method {c.method!r} runs with no merge and a loss that needs no "
+                         f"peers (distill {', '.join(plain)}); peer distillation belongs to "
+                         "'apd' (any method's mask can be merged on the post-training path, "
+                         "epochs 0)")
     if not 0 < c.final_temperature <= 1:
         raise ValueError(f"final_temperature must be in (0, 1], got {c.final_temperature}")
     if c.epochs == 0 and c.distill != "none":

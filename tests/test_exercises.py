@@ -48,7 +48,7 @@ def test_08_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
 
     import torch
 
-    from peerprune import heads, selectors
+    from peerprune import heads, losses, selectors
     from peerprune.__main__ import main
     from peerprune.locator import top_mask
     from peerprune.prune import PruneConfig, run_pruning
@@ -79,8 +79,13 @@ def test_08_solutions_pass_their_checks(shared_glue, tmp_results, monkeypatch):
         assert not exercises.check_08_qk_norm(lambda t: torch.rand(2, 4), teacher, 4)[0]
         ok, message = exercises.check_08_kd_prediction(s.PREDICTION, c, result["score"])
         assert ("without KD" in message) and ok == (s.PREDICTION in message)
+        assert not exercises.check_08_registered_loss(None, result)[0]
+        layer = s.layer_run("smoke", "rte", 0.5, method="testnorm")
+        assert exercises.check_08_registered_loss(layer, result)[0]
+        assert not exercises.check_08_registered_loss(result, result)[0]  # KD alone
     finally:
         selectors.SELECTORS.pop("testnorm", None)
+        losses.FINE_TUNING_LOSSES.pop("kd-layer", None)
 
 
 def test_04_solutions_pass_their_checks(shared_glue):

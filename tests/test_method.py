@@ -224,7 +224,8 @@ def test_entry_point_end_to_end(shared_glue, tmp_results):
 
 def test_annealed_peer_weight_decays_to_zero_and_counts_training_steps_only(data):
     from dataclasses import replace
-    from peerprune.pipeline import distillation_loss, peer_weight
+    from peerprune.losses import peer_weight
+    from peerprune.pipeline import distillation_loss
     from peerprune.prune import PruneConfig, ablation
     base = PruneConfig(task="rte", profile="smoke").resolved()
     anneal = ablation(base, "peer-anneal")
@@ -317,3 +318,49 @@ def test_a_short_pass_is_repeated_up_to_the_projection_s_fewest_steps(shared_glu
         _, _, log = locate(teacher, copy.deepcopy(teacher), train, tok, 4, cfg)
         steps[control] = len(log)
     assert steps == {"projection": 6, "lagrangian": 2}
+
+
+def test_a_registered_fine_tuning_loss_runs_through_the_cli_results_and_tables(
+        shared_glue, tmp_results, monkeypatch):
+    """A fine-tuning loss is one registered function: `--distill NAME` offers it, a run
+    calls it at every training step, and its runs get their own results and table column."""
+    import contextlib
+    import io
+    from dataclasses import replace
+
+    from peerprune import losses
+    from peerprune.__main__ import main
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.report import comparison_table
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    monkeypatch.setenv("COLUMNS", "400")  # argparse would wrap a name at its hyphen
+    seen = []
+
+    @losses.register_loss("kd-layer")
+    def layer_term(s):  # the attention outputs against the teacher's, as the locator's L_layer
+        seen.append((s.step, s.student.training))
+        return s.config.beta * losses.layer_loss(s.student_cap.output, s.teacher_cap.output,
+                                                 s.tokens)
+
+    @losses.register_loss("needs-peers", needs_peers=True)
+    def peers_only(s):
+        return s.student_out.loss * 0
+    try:
+        help_text = io.StringIO()
+        with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+            main(["prune", "--help"])
+        assert "kd-layer" in help_text.getvalue()
+        base = PruneConfig(task="rte", profile="smoke", method="hisp", sparsity=0.5)
+        kd = run_pruning(replace(base, distill="kd"))
+        layer = run_pruning(replace(base, distill="kd-layer"))
+        assert layer["distill"] == "kd-layer" and layer["config_hash"] != kd["config_hash"]
+        trained = [step for step, training in seen if training]
+        assert trained == list(range(len(trained))) and trained  # one call per training step
+        assert layer["heads_per_layer"] == kd["heads_per_layer"]  # one head choice, shared
+        table = comparison_table("smoke", tmp_results / "results", target=0.5)
+        assert "hisp (kd-layer)" in table and "hisp (kd)" in table
+        with pytest.raises(ValueError, match="needs no peers"):
+            run_pruning(replace(base, distill="needs-peers"))
+    finally:
+        losses.FINE_TUNING_LOSSES.pop("kd-layer", None)
+        losses.FINE_TUNING_LOSSES.pop("needs-peers", None)
