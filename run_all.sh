@@ -106,6 +106,7 @@ export TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 out="results/$profile/executed"
 mkdir -p "$out"
 start=$(date +%s)
+before=$("$VENV/bin/python" -c 'import sys; from peerprune.results import run_results; print(len(run_results(sys.argv[1])))' "$profile")
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   name=$(basename "$nb")
   echo "== $name (profile $profile, task $task)"
@@ -115,6 +116,9 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
     --log-level WARNING
 done
 echo "done in $(( $(date +%s) - start )) s"
+# what this run cost, for the findings' table (report.run_all_table)
+"$VENV/bin/python" -c 'import sys; from peerprune.results import record_run_all; record_run_all(*sys.argv[1:])' \
+  "$profile" "$task" "$start" "$(date +%s)" "$before"
 echo "executed notebooks: $out/"
 echo "results: results/$profile/   tables: results/$profile/tables/   figures: figures/$profile/"
 echo "README.md and docs/findings.md: their table sections for profile $profile are rewritten by notebook 07 (it prints which changed)"

@@ -497,11 +497,28 @@ def headline_92_table(profile: str, results_root=None) -> str:
     return headline_table(profile, results_root, target=0.92)
 
 
+def run_all_table(profile: str, results_root=None) -> str:
+    """Markdown of results/<profile>/run_all.json: what the last `./run_all.sh` cost."""
+    import json
+    path = Path(results_root or RESULTS_DIR) / profile / "run_all.json"
+    if not path.is_file():
+        return f"_No `./run_all.sh --profile {profile}` recorded yet._\n"
+    r = json.loads(path.read_text())
+    head = ["profile", "task", "wall time (min)", "cores", "torch threads", "runs found done",
+            "runs added", "commit"]
+    row = [r["profile"], r["task"], f"{r['seconds'] / 60:.0f}", str(r["cores"]),
+           str(r["torch_threads"]), str(r["runs_before"]),
+           str(r["runs_after"] - r["runs_before"]), f"`{r['commit']}`"]
+    return ("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| "
+            + " | ".join(row) + " |\n")
+
+
 TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table,
           "headline-92": headline_92_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
           "sweep": sweep_table, "locator-probe": locator_probe_table,
-          "locator-budget": locator_budget_table, "post-training": post_training_table}
+          "locator-budget": locator_budget_table, "post-training": post_training_table,
+          "run-all": run_all_table}
 
 
 def benchmark_table(results_root=None) -> str:

@@ -85,6 +85,27 @@ def versions() -> dict:
             "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()}
 
 
+def run_results(profile: str, root=None) -> list[Path]:
+    """The result files of a profile's runs (results/<profile>/<model>/<task>/*.json)."""
+    return sorted((Path(root or RESULTS_DIR) / profile).glob("*/*/*.json"))
+
+
+def record_run_all(profile: str, task: str, start, end, results_before, root=None) -> dict:
+    """What one `./run_all.sh` cost: wall time, the machine's cores and torch's threads, and
+    how many runs it found done and how many it added; results/<profile>/run_all.json."""
+    import subprocess
+
+    import torch
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    record = {"profile": profile, "task": task, "seconds": int(end) - int(start),
+              "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "runs_before": int(results_before), "runs_after": len(run_results(profile, root)),
+              "commit": commit or None}
+    write_json(Path(root or RESULTS_DIR) / profile / "run_all.json", record)
+    return record
+
+
 def result_path(result: dict, root: str | os.PathLike | None = None) -> Path:
     """results/<profile>/<model>/<task>/<method>-<distill>-<variant>-s<sparsity>-seed<seed>.json"""
     root = Path(root or RESULTS_DIR)

@@ -93,3 +93,15 @@ def test_sweep_table_has_a_row_per_sparsity_and_every_method(shared_glue, tmp_re
     assert table[-1] == ("- rte: `hisp (none)` is within 0.5 points of the teacher at "
                          + f"{', '.join(within) or 'none'} (of 50%, 75%); at every sparsity up to: "
                          + ("none" if share is None else f"**{share:.0%}**") + ".")
+
+
+def test_run_all_records_its_cost_and_the_table_reads_it(tmp_path):
+    from peerprune.report import run_all_table
+    from peerprune.results import record_run_all, write_json
+    assert "No `./run_all.sh --profile quick`" in run_all_table("quick", tmp_path)
+    write_json(tmp_path / "quick" / "minilm" / "mrpc" / "dense-none.json", {"task": "mrpc"})
+    r = record_run_all("quick", "mrpc", 1000, 1000 + 45 * 60 + 20, 0, root=tmp_path)
+    assert (r["seconds"], r["runs_before"], r["runs_after"]) == (2720, 0, 1)
+    assert r["torch_threads"] >= 1 and r["cores"] >= 1
+    row = run_all_table("quick", tmp_path).splitlines()[-1].split(" | ")
+    assert row[2:3] == ["45"] and row[5:7] == ["0", "1"]
