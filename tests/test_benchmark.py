@@ -89,3 +89,21 @@ def test_locator_probe_rows_reach_the_readme_table(shared_glue, tmp_path, monkey
     assert table[2].startswith("| rte | 58% | 0 | lagrangian, rate 50 |")
     assert f"{rows[1]['located_student_score']:.2f}" in table[2]
     assert any(line.startswith("| rte | 58% | 0 | projection, final T 0.1 |") for line in table)
+
+
+def test_pipeline_benchmark_times_both_runs_from_nothing(tmp_path, shared_glue, monkeypatch):
+    """A run or a head choice already on disk is never read back instead of timed."""
+    script = SCRIPT.with_name("pipeline.py")
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    rows = []
+    for attempt in range(2):
+        out = tmp_path / f"pipeline{attempt}.json"
+        p = subprocess.run([sys.executable, str(script), "--profile", "smoke", "--task", "rte",
+                            "--sparsity", "0.5", "--out", str(out)], capture_output=True,
+                           text=True, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        rows.append(json.loads(out.read_text()))
+    for row in rows:  # the second time too, the locator searched and the teacher trained
+        assert row["method_choice_reused"] is False and row["method_timings"]["locate_s"] > 0
+    assert rows[0]["method_score"] == rows[1]["method_score"]  # and the seed fixes the result
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
