@@ -313,11 +313,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     # data-parallel under `accelerate launch` (gates and weights synchronised); a no-op alone
     wrapped, gates_w, opt_w, opt_g, loader = accelerator.prepare(student, gates, opt_w, opt_g,
                                                                  loader)
-    total = config.epochs * len(loader)
-    if config.budget_control == "projection" and config.fixed_penalty is None:
-        total = max(total, config.min_steps)  # room for the temperature to decide the gates
-    if config.max_steps:
-        total = min(total, config.max_steps)
+    total = search_steps(config, len(loader))
     log, step, p_open = [], 0, None
     bar = progress(total, "locator", mininterval=5 if sys.stderr.isatty() else 60,
                    disable=not accelerator.is_local_main_process)
@@ -353,6 +349,15 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
                        weights_agree=processes_agree(accelerator, wrapped)
                        and processes_agree(accelerator, gates_w))
     return _final_mask(student, gates, log, p_open, keep, config), gates, log
+
+
+def search_steps(config: LocatorConfig, steps_per_pass: int) -> int:
+    """The search's length: `epochs` passes over the data; the projection's at least
+    `min_steps` (room for the falling temperature to decide the gates); at most `max_steps`."""
+    total = config.epochs * steps_per_pass
+    if config.budget_control == "projection" and config.fixed_penalty is None:
+        total = max(total, config.min_steps)
+    return min(total, config.max_steps) if config.max_steps else total
 
 
 def _ready(teacher, student, device, train_weights: bool) -> None:
