@@ -96,8 +96,11 @@ def record_run_all(profile: str, task: str, start, end, results_before, root=Non
     import subprocess
 
     import torch
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    try:  # a copy without git (an archive) records no commit
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
     record = {"profile": profile, "task": task, "seconds": int(end) - int(start),
               "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "runs_before": int(results_before), "runs_after": len(run_results(profile, root)),
