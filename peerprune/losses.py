@@ -107,10 +107,10 @@ class LossStep:
 
 @dataclass(frozen=True)
 class FineTuningLoss:
-    term: Callable[[LossStep], torch.Tensor] | None = None  # added to CE (+ alpha KD_tau)
+    # added to CE (+ alpha KD_tau); it may return None: nothing to add at this step
+    term: Callable[[LossStep], torch.Tensor | None] | None = None
     kd: bool = True  # CE + alpha KD_tau, or CE alone
     needs_peers: bool = False  # the term reads the merge's peer groups (the method only)
-    active: Callable | None = None  # (config, total_steps) -> bool: the term counts at all
 
 
 FINE_TUNING_LOSSES: dict[str, FineTuningLoss] = {
@@ -119,20 +119,22 @@ FINE_TUNING_LOSSES: dict[str, FineTuningLoss] = {
 }
 
 
-def register_loss(name: str, needs_peers: bool = False, active=None):
+def register_loss(name: str, needs_peers: bool = False):
     """Decorator: make `term(step: LossStep) -> tensor` the fine-tuning loss `--distill name`,
     CE + alpha KD_tau + term."""
     def add(term):
-        FINE_TUNING_LOSSES[name] = FineTuningLoss(term, needs_peers=needs_peers, active=active)
+        FINE_TUNING_LOSSES[name] = FineTuningLoss(term, needs_peers=needs_peers)
         return term
     return add
 
 
-@register_loss("peer", needs_peers=True,
-               active=lambda c, total_steps: peer_weight(c, 0, total_steps) > 0)
-def peer_term(s: LossStep) -> torch.Tensor:
-    """The method's: the peer loss, weighted by `peer_weight` at this step."""
+@register_loss("peer", needs_peers=True)
+def peer_term(s: LossStep) -> torch.Tensor | None:
+    """The method's: the peer loss, weighted by `peer_weight` at this step (none at weight 0)."""
     c = s.config
-    return peer_weight(c, s.step, s.total_steps) * peer_loss(
+    weight = peer_weight(c, s.step, s.total_steps)
+    if weight == 0:
+        return None
+    return weight * peer_loss(
         s.student_cap, s.teacher_cap, s.student, s.teacher, s.groups, s.tokens, s.d_h,
         joint=c.peer_loss == "joint", absorbing_only=c.peer_heads == "absorbing")

@@ -137,13 +137,12 @@ def distillation_loss(teacher, c, groups=None, d_h: int = 0, total_steps: int = 
     fine-tuning loss, `losses.FINE_TUNING_LOSSES[c.distill]`), `step` counting the
     training calls."""
     spec = FINE_TUNING_LOSSES[c.distill]
-    term = spec.term if spec.active is None or spec.active(c, total_steps) else None
     step = 0
 
     def loss_fn(model, batch):
         nonlocal step
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if not spec.kd and term is None:
+        if not spec.kd and spec.term is None:
             return model(**batch).loss
         with torch.no_grad(), Capture(teacher) as t_cap:
             t_out = teacher(**inputs)
@@ -152,10 +151,11 @@ def distillation_loss(teacher, c, groups=None, d_h: int = 0, total_steps: int = 
         loss = s_out.loss
         if spec.kd:
             loss = loss + c.alpha * kd_loss(s_out.logits, t_out.logits, c.tau)
-        if term is not None:
-            loss = loss + term(LossStep(c, model, teacher, s_out, t_out, s_cap, t_cap,
-                                        batch["attention_mask"].bool(), groups, d_h, step,
-                                        total_steps))
+        extra = None if spec.term is None else spec.term(LossStep(
+            c, model, teacher, s_out, t_out, s_cap, t_cap, batch["attention_mask"].bool(),
+            groups, d_h, step, total_steps))
+        if extra is not None:
+            loss = loss + extra
         step += model.training
         return loss
 
