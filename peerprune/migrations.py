@@ -22,7 +22,7 @@ def teacher_hashes(results: list[dict]) -> dict[tuple, str]:
 def recompute_hash(result: dict, teachers: dict[tuple, str]) -> str:
     """The hash `run_pruning` gives this result's configuration today."""
     from .prune import identity
-    p = get_profile(result["profile"])
+    p = get_profile(result["profile"]).for_task(result["task"])
     teacher = result.get("teacher_hash") or teachers[
         (result["profile"], result["task"], result["model"], result["teacher_lr"])]
     full = {"prune": identity(result["options"]), "train": result["train"],

@@ -225,7 +225,7 @@ def choice_options(identity_options: dict, config_class=None) -> dict:
 
 def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: str) -> dict:
     """Everything a run's result depends on; its hash is the run's `config_hash`."""
-    p = get_profile(c.profile)
+    p = get_profile(c.profile).for_task(c.task)
     full = {"prune": identity(asdict(c), type(c)), "train": train.to_dict(), "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
@@ -298,7 +298,7 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     with the same configuration is read back, not rerun."""
     c = c.resolved()
     check_config(c)
-    p = get_profile(c.profile)
+    p = get_profile(c.profile).for_task(c.task)
     model_name = c.model or c.teacher or p.model
     if c.teacher:
         teacher, tokenizer, t_result = folder_teacher(c.teacher, c.task, c.profile, glue_dir)

@@ -26,8 +26,8 @@ CHECKPOINTS_DIR = Path("checkpoints")
 def teacher_config(task: str, profile: str, lr: float, seed: int = 0, model: str | None = None,
                    epochs: int | None = None) -> dict:
     """Everything that determines a teacher run (and so its hash)."""
-    p = get_profile(profile)
     task = get_task(task).name
+    p = get_profile(profile).for_task(task)
     train = TrainConfig(lr=lr, batch_size=p.batch_size, epochs=epochs or p.epochs,
                         max_length=p.max_length, seed=seed)
     config = {"task": task, "model": model or p.model, "profile": profile, "method": "dense",
@@ -63,7 +63,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
     done = find_result(h, result_path(stub, results_root))
     if done and (ckpt / "config.json").is_file():
         return done
-    p = get_profile(profile)
+    p = get_profile(profile).for_task(task)
     train_cfg = TrainConfig(**config["train"])
     tokenizer = load_tokenizer(config["model"])
     train, evals = task_data(task, tokenizer, glue_dir=glue_dir, max_length=train_cfg.max_length,
@@ -97,7 +97,7 @@ def train_teacher(task: str, profile: str = "full", lr: float = 2e-5, seed: int 
 
 def sweep_teacher(task: str, profile: str = "full", lrs=None, seed: int = 0, **kwargs) -> list[dict]:
     """Train a teacher for each learning rate (reusing finished ones); return their results."""
-    lrs = lrs or get_profile(profile).teacher_lrs
+    lrs = lrs or get_profile(profile).for_task(get_task(task).name).teacher_lrs
     return [train_teacher(task, profile, lr, seed, **kwargs) for lr in lrs]
 
 
@@ -149,7 +149,7 @@ def folder_teacher(path: str, task: str, profile: str = "full", glue_dir=None):
         if f.is_file() and f.suffix in (".json", ".safetensors", ".bin"):
             digest.update(f.name.encode())
             digest.update(f.read_bytes())
-    p = get_profile(profile)
+    p = get_profile(profile).for_task(get_task(task).name)
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
     spec = get_task(task)
     have, want = model.config.num_labels, spec.num_labels

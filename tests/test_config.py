@@ -68,3 +68,22 @@ def test_every_profile_names_only_ablations_that_exist():
     for p in PROFILES.values():
         assert set(p.ablations) <= set(ABLATIONS), (p.name, set(p.ablations) - set(ABLATIONS))
         assert not p.ablations or "default" in p.ablations  # the row the others are read against
+
+
+def test_a_task_override_applies_to_its_task_and_its_teacher_only():
+    from dataclasses import fields as dc_fields
+
+    from peerprune.profiles import PROFILES, get_profile
+    from peerprune.teacher import teacher_config
+    full = get_profile("full")
+    sst2, mrpc = full.for_task("sst2"), full.for_task("mrpc")
+    assert mrpc == full and sst2 != full
+    assert sst2.epochs == full.task_overrides["sst2"]["epochs"] != full.epochs
+    assert len(sst2.teacher_lrs) >= 2  # the sweep of at least two rates
+    assert teacher_config("sst2", "full", 1e-4)["train"]["epochs"] == sst2.epochs
+    assert teacher_config("SST2", "full", 1e-4) == teacher_config("sst2", "full", 1e-4)
+    assert teacher_config("mrpc", "full", 1e-4)["train"]["epochs"] == full.epochs
+    names = {f.name for f in dc_fields(full)}
+    for p in PROFILES.values():  # an override names only the profile's own fields
+        for task, own in p.task_overrides.items():
+            assert set(own) <= names - {"name", "task_overrides"}, (p.name, task, own)
