@@ -9,8 +9,7 @@ from .profiles import PROFILES, get_profile
 
 
 PROFILE_HELP = ("how big a run is: smoke (tiny model, seconds), quick (MiniLM on a subsample, "
-                "minutes), full (MiniLM, full data, hours), paper (BERT-base, a GPU); "
-                "default: quick")
+                "minutes), full (MiniLM, full data, hours), paper (BERT-base, a GPU)")
 
 
 def _teacher(args) -> None:
@@ -57,7 +56,7 @@ def _prune(args) -> None:
         check_config(c.resolved())
     for c in configs:
         r = run_pruning(c)
-        print(f"{c.task} {c.method} {r['variant']} sparsity {r['sparsity']:.3f} seed {c.seed}: "
+        print(f"{r['task']} {c.method} {r['variant']} sparsity {r['sparsity']:.3f} seed {c.seed}: "
               f"{r['metric']} {r['score']:.2f} (teacher {r['teacher_score']:.2f}), "
               f"heads {r['heads_per_layer']}, {r['wall_s']:.0f} s", flush=True)
 
@@ -95,59 +94,70 @@ def single_process_launch_note() -> str | None:
     return None
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if note := single_process_launch_note():
-        print(note, file=sys.stderr)
-    load_plugins(argv)
-    from .prune import ABLATIONS, valid_values
-    METHODS = valid_values("method")
+def _options(args) -> None:
+    from .prune import describe_options
+    print(describe_options())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The commands; the prune options' defaults, help and valid values come from the
+    fields of `PruneConfig` (prune.py), which declare them once."""
+    from .prune import ABLATIONS, default_of, option_help, valid_values
+    several = "; several values: one run each"
     parser = argparse.ArgumentParser(prog="python -m peerprune")
     sub = parser.add_subparsers(dest="command", required=True)
+    profile_help = f"{PROFILE_HELP}; default: {default_of('profile')}"
     t = sub.add_parser("teacher", help="fine-tune dense teachers (a learning-rate sweep)")
-    t.add_argument("--profile", default="quick", choices=list(PROFILES), help=PROFILE_HELP)
+    t.add_argument("--profile", default=default_of("profile"), choices=list(PROFILES),
+                   help=profile_help)
     t.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
     t.add_argument("--lr", nargs="+", type=float, help="learning rates (default: the profile's)")
     t.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
-    t.add_argument("--model", help="model id, path or alias (default: the profile's)")
+    t.add_argument("--model", help=option_help("model"))
     t.set_defaults(run=_teacher)
     pr = sub.add_parser("prune", help="prune a task's teacher and fine-tune (one run per setting)")
-    pr.add_argument("--profile", default="quick", choices=list(PROFILES), help=PROFILE_HELP)
+    pr.add_argument("--profile", default=default_of("profile"), choices=list(PROFILES),
+                    help=profile_help)
     pr.add_argument("--task", nargs="+", help="GLUE tasks (default: the profile's)")
-    pr.add_argument("--method", nargs="+", default=["apd"],
-                    help=f"methods, one run each: {', '.join(METHODS)} (default: apd)")
-    pr.add_argument("--sparsity", nargs="+", type=float, default=[0.58],
-                    help="shares of heads to remove, each in [0, 1)")
-    pr.add_argument("--keep", type=int, help="heads to keep (overrides --sparsity)")
-    pr.add_argument("--seed", nargs="+", type=int, help="seeds (default: the profile's first)")
+    for name, kind in (("method", str), ("sparsity", float)):
+        pr.add_argument(f"--{name}", nargs="+", type=kind, default=[default_of(name)],
+                        help=f"{option_help(name)}{several} (default: {default_of(name)})")
+    pr.add_argument("--keep", type=int, help=option_help("keep"))
+    pr.add_argument("--seed", nargs="+", type=int,
+                    help=f"{option_help('seed')}{several} (default: the profile's first)")
     pr.add_argument("--ablation", nargs="+", default=["default"],
-                    help=f"variants of the method: {', '.join(ABLATIONS)}")
-    pr.add_argument("--distill", nargs="+",
-                    help=f"fine-tuning losses, one run each: {', '.join(valid_values('distill'))} "
-                         "(default: peer for apd, none for the baselines)")
-    pr.add_argument("--model", help="model id, path or alias (default: the profile's)")
-    pr.add_argument("--teacher", metavar="FOLDER",
-                    help="your fine-tuned model (a save_pretrained folder), pruned as it is: "
-                         "no teacher is trained")
+                    help=f"variants of the method: {', '.join(ABLATIONS)}{several}")
+    pr.add_argument("--distill", nargs="+", help=option_help("distill") + several)
+    pr.add_argument("--model", help=option_help("model"))
+    pr.add_argument("--teacher", metavar="FOLDER", help=option_help("teacher"))
     pr.add_argument("--data", nargs="+", metavar="CSV",
                     help="your own data instead of a GLUE task: TRAIN.csv [DEV.csv] with columns "
                          "text, label (and text_pair); --task names it; needs --teacher")
-    pr.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the profile's); "
-                    "0: the post-training path, no training after the merge")
-    pr.add_argument("--merge", nargs="+", help=f"recoveries, one run each: "
-                    f"{', '.join(valid_values('merge'))} (default: pairwise for apd, else none)")
+    pr.add_argument("--epochs", type=int, help=option_help("epochs"))
+    pr.add_argument("--merge", nargs="+", help=option_help("merge") + several)
     pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first: the criteria it registers with "
                          "peerprune.selectors.register become methods, the losses it "
                          "registers with peerprune.losses.register_loss --distill choices")
     pr.set_defaults(run=_prune)
+    o = sub.add_parser("options", help="every option of a run (PruneConfig), by concern, with "
+                                       "its default")
+    o.set_defaults(run=_options)
     r = sub.add_parser("report", help="rewrite the results tables of README.md and "
                                           "docs/findings.md from results/")
     r.add_argument("--root", default=".", help="the folder holding README.md and docs/")
     r.add_argument("--profile", default="full", choices=list(PROFILES),
                    help="the profile whose tables to write (default: full)")
     r.set_defaults(run=_report)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if note := single_process_launch_note():
+        print(note, file=sys.stderr)
+    load_plugins(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except (ValueError, LookupError, FileNotFoundError) as e:

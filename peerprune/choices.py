@@ -25,14 +25,16 @@ from pathlib import Path
 import torch
 
 from .models import load_model, save_model
-from .results import atomic_write_text, config_hash, is_main_process
+from .results import atomic_write_text, config_hash, is_main_process, with_processes
+
 
 def _key(choice_options: dict, keep, teacher_hash: str, train: dict, train_examples) -> str:
     """`choice_options`: a run's identity without the options that act after the choice
-    (`prune.choice_options`)."""
-    return config_hash({"prune": choice_options, "keep": keep, "teacher": teacher_hash,
-                        "train_examples": train_examples,
-                        "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}})
+    (`prune.choice_options`). A data-parallel search is another search (`with_processes`)."""
+    return config_hash(with_processes({
+        "prune": choice_options, "keep": keep, "teacher": teacher_hash,
+        "train_examples": train_examples,
+        "train": {k: train[k] for k in ("lr", "batch_size", "max_length")}}))
 
 
 def choice_dir(root, choice_options: dict, keep: int, teacher_hash: str, train: dict,

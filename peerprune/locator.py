@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
@@ -89,9 +89,6 @@ class LocatorConfig:
     # multipliers, no KD, no layer loss
     fixed_penalty: float | None = None
     train_weights: bool = True  # False: only the gates learn, the student keeps its weights
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 ALLOCATIONS = ("auto", "uniform")

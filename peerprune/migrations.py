@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .profiles import get_profile
 from .results import config_hash, load_results, result_path, write_json
 
 
@@ -21,17 +20,12 @@ def teacher_hashes(results: list[dict]) -> dict[tuple, str]:
 
 def recompute_hash(result: dict, teachers: dict[tuple, str]) -> str:
     """The hash `run_pruning` gives this result's configuration today."""
-    from .prune import identity
-    p = get_profile(result["profile"]).for_task(result["task"])
+    from .prune import identity_of
     teacher = result.get("teacher_hash") or teachers[
         (result["profile"], result["task"], result["model"], result["teacher_lr"])]
-    full = {"prune": identity(result["options"]), "train": result["train"],
-            "keep": sum(result["heads_per_layer"]), "teacher": teacher,
-            "train_examples": p.train_examples, "eval_examples": p.eval_examples}
     processes = (result.get("history") or [{}])[0].get("processes", 1)
-    if processes > 1:  # a data-parallel run (run_identity)
-        full["processes"] = processes
-    return config_hash(full)
+    return config_hash(identity_of(result["options"], sum(result["heads_per_layer"]),
+                                   result["train"], teacher, processes))
 
 
 def lagrangian_variant(variant: str) -> str:

@@ -65,16 +65,16 @@ def check_model_name(name: str) -> None:
                          "folder written by save_pretrained?)")
 
 
-def count_heads(name: str) -> int | None:
-    """L x H of a model from its config alone, or None when the config cannot be read
+def layers_and_heads(name: str) -> tuple[int, int] | None:
+    """(L, H) of a model from its config alone, or None when the config cannot be read
     without loading more (a Hub id offline)."""
     if name == "tiny":
-        return TINY_CONFIG["num_hidden_layers"] * TINY_CONFIG["num_attention_heads"]
+        return TINY_CONFIG["num_hidden_layers"], TINY_CONFIG["num_attention_heads"]
     try:
         config = AutoConfig.from_pretrained(resolve(name))
     except (OSError, ValueError):
         return None
-    return config.num_hidden_layers * config.num_attention_heads
+    return config.num_hidden_layers, config.num_attention_heads
 
 
 def _unknown_model(name: str, error: Exception) -> ValueError:

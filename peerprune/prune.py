@@ -22,11 +22,11 @@ from .glue import get_task, subsample, task_data
 from .locator import ALLOCATIONS, BUDGETS, LocatorConfig, uniform_counts
 from .losses import FINE_TUNING_LOSSES
 from .metrics import primary_score
-from .models import check_model_name, count_heads, save_model
+from .models import check_model_name, layers_and_heads, save_model
 from .pipeline import Clock, Inputs, prune_pipeline
-from .profiles import get_profile
-from .results import (config_hash, find_result, result_path, save_result,
-                      versions, with_processes)
+from .profiles import PROFILES, get_profile
+from .results import (config_hash, distributed_state, find_result, result_path,
+                      save_result, versions)
 from .selectors import SELECTORS, HeadChoice
 from .teacher import folder_teacher, load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
@@ -68,7 +68,8 @@ class PruneConfig:
     task: str = field(metadata={"doc": "the GLUE task", "group": "run"})
     method: str = option("apd", "how the heads are chosen (selectors.py)", "run",
                          choices=lambda: tuple(SELECTORS))
-    profile: str = option("full", "the run's size (profiles.py)", "run")
+    profile: str = option("quick", "the run's size (profiles.py)", "run",
+                          choices=lambda: tuple(PROFILES))
     sparsity: float | None = option(0.58, "share of heads to remove, in [0, 1)", "run")
     keep: int | None = option(None, "or: how many heads to keep (overrides sparsity)", "run")
     seed: int = option(0, "calibration sample, gate noise, Random's mask, data order", "run")
@@ -158,14 +159,16 @@ class PruneConfig:
                        distill=self.distill or ("peer" if apd and not post else "none"))
 
     def locator_config(self, lr: float, batch_size: int) -> LocatorConfig:
-        """The locator (and L0's gates) of this run: `lr` for the weights."""
-        return LocatorConfig(epochs=self.locator_epochs, lr=lr, lr_gates=self.lr_gates,
-                             budget_control=self.budget_control, final_temperature=self.final_temperature,
-                             lr_lambda=self.lr_lambda, init_log_alpha=self.init_log_alpha,
-                             alpha=self.alpha, tau=self.tau, beta=self.beta,
-                             allocation=self.allocation, min_one_per_layer=self.min_one_per_layer,
-                             batch_size=batch_size, seed=self.seed, max_steps=self.max_steps,
-                             min_steps=self.locator_min_steps)
+        """The locator (and L0's gates) of this run: each `LocatorConfig` field takes this
+        config's field `locator_<name>` or, failing that, `<name>` (so `locator_epochs` is
+        the search's passes, `epochs` the fine-tuning's); `lr` for the weights."""
+        mine = asdict(self)
+        values = {}
+        for f in fields(LocatorConfig):
+            name = f"locator_{f.name}" if f"locator_{f.name}" in mine else f.name
+            if name in mine:
+                values[f.name] = mine[name]
+        return LocatorConfig(**{**values, "lr": lr, "batch_size": batch_size})
 
     def budget(self, n_heads_total: int) -> int:
         """K* = round(N * (1 - s)), or `keep` when given."""
@@ -198,6 +201,42 @@ def valid_values(name: str, config_class=None) -> tuple | None:
     return valid() if callable(valid) else valid
 
 
+def default_of(name: str, config_class=None):
+    """A field's default (MISSING for `task`, which every run names)."""
+    f = next(f for f in fields(config_class or PruneConfig) if f.name == name)
+    return f.default
+
+
+def option_help(name: str, config_class=None) -> str:
+    """A field's declared doc, with its valid values unless the doc names them all."""
+    doc, valid = roles(config_class)[name]["doc"], valid_values(name, config_class)
+    if valid and not all(v in doc for v in map(str, valid)):
+        doc += f"; valid: {', '.join(map(str, valid))}"
+    return doc
+
+
+def options_by_group(config_class=None) -> dict[str, list[str]]:
+    """The fields by their declared concern (run, fine-tuning, method, locator, each
+    baseline), in the order they first appear."""
+    groups: dict[str, list[str]] = {}
+    for name, role in roles(config_class).items():
+        groups.setdefault(role["group"], []).append(name)
+    return groups
+
+
+def describe_options(config_class=None) -> str:
+    """Every option of a run, grouped by concern, with its default and doc (the `options`
+    command)."""
+    lines = []
+    for group, names in options_by_group(config_class).items():
+        lines.append(f"{group}:")
+        for name in names:
+            default = default_of(name, config_class)
+            shown = "(required)" if default is MISSING else repr(default)
+            lines.append(f"  {name:<20} {shown:<12} {option_help(name, config_class)}")
+    return "\n".join(lines)
+
+
 def identity(options: dict, config_class=None) -> dict:
     """The options (`asdict` of a resolved config) that can change the run's result: all
     but the other methods' own options, the later options at their `omit_at` value and the
@@ -225,12 +264,24 @@ def choice_options(identity_options: dict, config_class=None) -> dict:
 
 def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: str) -> dict:
     """Everything a run's result depends on; its hash is the run's `config_hash`."""
-    p = get_profile(c.profile).for_task(c.task)
-    full = {"prune": identity(asdict(c), type(c)), "train": train.to_dict(), "keep": keep,
+    return identity_of(asdict(c), keep, train.to_dict(), teacher_hash,
+                       distributed_state().num_processes, type(c))
+
+
+def identity_of(options: dict, keep: int, train: dict, teacher_hash: str, processes: int = 1,
+                config_class=None) -> dict:
+    """`run_identity` from a run's parts as its results file stores them (`options`,
+    `train`), which is how `migrations.recompute_hash` rebuilds a committed run's hash."""
+    p = get_profile(options["profile"]).for_task(options["task"])
+    full = {"prune": identity(options, config_class), "train": train, "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
-    data = get_task(c.task).digest  # your own data (glue.csv_task): its files, not its name
-    return with_processes({**full, "data": data} if data else full)
+    data = get_task(options["task"]).digest  # your own data (glue.csv_task): its files
+    if data:
+        full["data"] = data
+    if processes > 1:  # data parallelism sums gradients in another order: another run
+        full["processes"] = processes
+    return full
 
 
 def check_config(c: PruneConfig) -> None:
@@ -241,9 +292,9 @@ def check_config(c: PruneConfig) -> None:
                          "fine-tuned on it as the teacher (--teacher FOLDER)")
     model = c.teacher or c.model or get_profile(c.profile).model
     check_model_name(model)
-    n_heads = count_heads(model)
-    if n_heads is not None:
-        c.budget(n_heads)
+    shape = layers_and_heads(model)
+    if shape is not None:  # else run_pruning checks it once the teacher is loaded
+        check_budget(c, c.budget(shape[0] * shape[1]), *shape)
     for name in roles(type(c)):
         valid = valid_values(name, type(c))
         if valid is not None and getattr(c, name) not in valid:
@@ -358,8 +409,9 @@ def name_labels(model, task: str) -> None:
 
 
 def check_budget(c: PruneConfig, keep: int, n_layers: int, n_heads: int) -> None:
-    """Refuse, before any training, a budget the final mask's per-layer rule cannot meet."""
-    allocation = c.allocation if c.method == "apd" else "auto"
+    """Refuse, before any training, a budget the final mask's per-layer rule cannot meet
+    (SMP keeps the same count in every layer)."""
+    allocation = "uniform" if c.method == "smp" else c.allocation if c.method == "apd" else "auto"
     if allocation == "uniform":
         uniform_counts(keep, n_layers, n_heads)
     if c.min_one_per_layer and keep < n_layers:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from .glue import get_task
+from .prune import ABLATIONS, LATER_OPTIONS, default_of
 from .results import RESULTS_DIR, atomic_write_text, load_results
 
 
@@ -203,7 +204,6 @@ def _ablation_of(variant: str) -> tuple[str, str] | None:
     """(ablation, budget control) of a variant of the method: `no-merge` is the projection's
     no-merge, `no-merge-lagrangian` and `lagrangian` the learned multipliers' (see
     `migrations.lagrangian_variant`); None for any other variant."""
-    from .prune import ABLATIONS
     if variant == "lagrangian":
         return "default", "lagrangian"
     if variant.endswith("-lagrangian") and variant[:-len("-lagrangian")] in ABLATIONS:
@@ -376,7 +376,7 @@ def locator_budget_rows(profile: str, results_root=None) -> list[dict]:
         second = log[len(log) // 2:]
         out.append({"task": r["task"], "target_sparsity": r["target_sparsity"], "seed": r["seed"],
                     "variant": r["variant"], "distill": r["distill"],
-                    "budget": r["options"].get("budget_control", "lagrangian"),
+                    "budget": r["options"].get("budget_control", LATER_OPTIONS["budget_control"]),
                     "keep": sum(r["heads_per_layer"]), "final_expected": log[-1]["expected_heads"],
                     "max_gap": max(abs(e["expected_heads"] - e["k_t"]) for e in second),
                     "decisive": _decisiveness(log[-1], r["kept_heads"]),
@@ -473,7 +473,7 @@ def post_training_table(profile: str, results_root=None) -> str:
                 method_runs[(r["task"], r["target_sparsity"])] = r["score"]
             continue
         key = (r["task"], r["target_sparsity"], r["method"], r["seed"],
-               r["options"].get("calib_examples", 512))
+               r["options"].get("calib_examples", default_of("calib_examples")))
         row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
                                     "scores": {}, "walls": []})
         row["scores"][r["options"]["merge"]] = r["score"]
@@ -600,11 +600,3 @@ def update_documents(profile: str = "full", results_root=None, root: str | Path 
             atomic_write_text(path, text)
             changed.append(path)
     return changed
-
-
-def update_readme(readme: str | Path = "README.md", profile: str = "full",
-                  results_root=None) -> Path:
-    """Write every table to results/<profile>/tables/ and into the sections of one document."""
-    readme = Path(readme)
-    update_documents(profile, results_root, readme.parent, (readme.name,))
-    return readme

@@ -87,3 +87,72 @@ def test_a_task_override_applies_to_its_task_and_its_teacher_only():
     for p in PROFILES.values():  # an override names only the profile's own fields
         for task, own in p.task_overrides.items():
             assert set(own) <= names - {"name", "task_overrides"}, (p.name, task, own)
+
+
+def test_a_budget_the_per_layer_rule_cannot_meet_is_refused_before_any_teacher(tmp_path):
+    from peerprune.prune import run_pruning
+    refused = [dict(keep=1, min_one_per_layer=True), dict(method="smp", keep=1),
+               dict(keep=1, allocation="uniform"), dict(keep=99)]
+    for options in refused:
+        c = PruneConfig(task="rte", profile="smoke", **options)
+        with pytest.raises(ValueError, match="keep|heads kept"):
+            run_pruning(c, results_root=tmp_path / "r", checkpoints_root=tmp_path / "c")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()  # nothing trained
+    check_config(PruneConfig(task="rte", profile="smoke", keep=2, min_one_per_layer=True).resolved())
+
+
+def test_a_data_parallel_search_has_its_own_head_choice(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import peerprune.results as results
+    from peerprune.choices import choice_dir, l0_tries_dir
+    args = ({"method": "apd", "seed": 0}, 30, "teacherhash", {"lr": 1e-4, "batch_size": 32,
+                                                              "max_length": 128}, None)
+    one = choice_dir(tmp_path, *args), l0_tries_dir(tmp_path, args[0], *args[2:])
+    monkeypatch.setattr(results, "distributed_state", lambda: SimpleNamespace(num_processes=2))
+    two = choice_dir(tmp_path, *args), l0_tries_dir(tmp_path, args[0], *args[2:])
+    assert one[0] != two[0] and one[1] != two[1]
+    # one process keeps the key the committed choices were saved under
+    assert one[0].name == "choice-apd-" + results.config_hash(
+        {"prune": args[0], "keep": 30, "teacher": "teacherhash", "train_examples": None,
+         "train": args[3]})
+
+
+def test_the_locator_config_is_derived_from_the_run_config_by_name():
+    from dataclasses import fields as dc_fields
+
+    from peerprune.locator import LocatorConfig
+    c = PruneConfig(task="rte", locator_epochs=3, epochs=7, final_temperature=0.2,
+                    locator_min_steps=9, lr_gates=0.05, beta=0.5, allocation="uniform",
+                    max_steps=11, seed=4)
+    lc = c.locator_config(lr=1e-3, batch_size=8)
+    assert (lc.epochs, lc.min_steps, lc.final_temperature, lc.lr_gates, lc.beta) == (3, 9, 0.2,
+                                                                                     0.05, 0.5)
+    assert (lc.allocation, lc.max_steps, lc.seed, lc.lr, lc.batch_size) == ("uniform", 11, 4,
+                                                                            1e-3, 8)
+    run_fields = {f.name for f in dc_fields(PruneConfig)}
+    derived = {f.name for f in dc_fields(LocatorConfig)
+               if f.name in run_fields or f"locator_{f.name}" in run_fields}
+    # only the device and L0's own knobs (baselines.py) are not options of a run
+    assert {f.name for f in dc_fields(LocatorConfig)} - derived - {"lr", "batch_size"} == {
+        "device", "fixed_penalty", "train_weights"}
+
+
+def test_the_options_command_lists_every_field_under_its_concern(capsys):
+    from dataclasses import fields as dc_fields
+
+    from peerprune.__main__ import build_parser, main
+    from peerprune.prune import options_by_group
+    assert main(["options"]) == 0
+    out = capsys.readouterr().out
+    groups = options_by_group()
+    assert {"run", "fine-tuning", "method", "locator", "hisp", "l0", "smp"} == set(groups)
+    assert sorted(n for names in groups.values() for n in names) == sorted(
+        f.name for f in dc_fields(PruneConfig))
+    for group, names in groups.items():  # each field printed inside its group's block
+        block = out.split(f"\n{group}:\n" if group != "run" else "run:\n", 1)[1].split(":\n")[0]
+        assert all(f"  {n} " in block for n in names), group
+    # the command line takes its defaults from the config's fields, not from its own copy
+    args = build_parser().parse_args(["prune", "--task", "rte"])
+    assert (args.profile, args.method, args.sparsity) == (
+        PruneConfig.profile, [PruneConfig.method], [PruneConfig.sparsity])

@@ -65,12 +65,12 @@ def test_cli_refuses_bad_task_with_exit_code(tmp_results):
 
 
 def test_report_rewrites_only_its_section(shared_glue, tmp_results):
-    from peerprune.report import update_readme
+    from peerprune.report import update_documents
     teacher.train_teacher("rte", "smoke", lr=1e-3)
     readme = tmp_results / "README.md"
     readme.write_text("intro\n<!-- table:dense-teacher:smoke -->\nold\n"
                       "<!-- /table:dense-teacher:smoke -->\noutro\n")
-    update_readme(readme, "smoke")
+    assert update_documents("smoke", None, tmp_results, ("README.md",)) == [readme]
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     score = json.loads(next(tmp_results.rglob("dense-*.json")).read_text())["score"]
