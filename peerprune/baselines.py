@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .heads import masked, num_layers_heads
-from .locator import HardConcreteGates, LocatorConfig, locate, top_mask
+from .locator import FixedPenalty, HardConcreteGates, LocatorConfig, locate, top_mask
 from .results import atomic_file, is_main_process
 from .train import progress, to_device
 
@@ -145,12 +145,11 @@ def hisp_mask(model, loader, keep: int, step_fraction: float = 0.1,
     return mask, log
 
 
-def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, tries_dir=None):
-    """One run of L0's gates with the fixed penalty `config.fixed_penalty`: the gates, and
-    the open and expected gate counts at its end. With `tries_dir`, a try saved there is
-    read back instead of rerun (the gates never see the budget, so every sparsity shares
-    it) and a new one is saved."""
-    lam = config.fixed_penalty
+def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, lam: float, tries_dir=None):
+    """One run of L0's gates with the fixed penalty `lam` (only the gates learn): the
+    gates, and the open and expected gate counts at its end. With `tries_dir`, a try saved
+    there is read back instead of rerun (the gates never see the budget, so every sparsity
+    shares it) and a new one is saved."""
     path = Path(tries_dir) / f"lambda-{lam!r}.pt" if tries_dir else None
     n_layers, n_heads = num_layers_heads(teacher)
     if path is not None and path.is_file():
@@ -161,7 +160,8 @@ def l0_try(teacher, train_data, tokenizer, config: LocatorConfig, tries_dir=None
         return gates.eval(), saved["open_heads"], saved["expected_heads"], True
     # the budget argument only shapes the unused mask and the log's k_t under a fixed penalty
     _, gates, log = locate(teacher, copy.deepcopy(teacher), train_data, tokenizer,
-                           n_layers * n_heads, config)
+                           n_layers * n_heads, dataclasses.replace(config, train_weights=False),
+                           control=FixedPenalty.of(lam))
     open_gates = int((gates.open_probability() > 0.5).sum())
     expected = log[-1]["expected_heads"]
     if path is not None and is_main_process():
@@ -181,9 +181,8 @@ def l0_mask(teacher, train_data, tokenizer, keep: int, config: LocatorConfig,
     sweep, chosen = [], None
     lam = start
     for _ in range(tries):
-        cfg = dataclasses.replace(config, fixed_penalty=lam, train_weights=False)
-        gates, open_gates, expected, reused = l0_try(teacher, train_data, tokenizer, cfg,
-                                                     tries_dir)
+        gates, open_gates, expected, reused = l0_try(teacher, train_data, tokenizer, config,
+                                                     lam, tries_dir)
         sweep.append({"lambda": lam, "open_heads": open_gates, "expected_heads": expected,
                       "reused": reused})
         tqdm.write(f"L0 try {len(sweep)}/{tries}: lambda {lam:.3g} leaves {open_gates} gates "

@@ -85,9 +85,6 @@ class LocatorConfig:
     device: str = "auto"
     max_steps: int | None = None  # cap the number of steps (tests, smoke runs)
     min_steps: int = 0  # projection: at least this many steps (a short pass is repeated)
-    # L0 Norm baseline: a fixed penalty lambda * E with the task loss alone, no
-    # multipliers, no KD, no layer loss
-    fixed_penalty: float | None = None
     train_weights: bool = True  # False: only the gates learn, the student keeps its weights
 
 
@@ -201,6 +198,7 @@ class Projection:
     """The default budget control: the gates use log_alpha / T_t shifted so that E = K_t
     exactly (one shift, or one per layer under the uniform allocation)."""
     distill = True  # the objective: CE + KD + layer loss against the teacher
+    min_steps = True  # the search runs at least `config.min_steps` (see `search_steps`)
 
     def __init__(self, config: LocatorConfig, keep: int, n_layers: int, n_heads: int, device):
         self.config, self.keep, self.n_heads = config, keep, n_heads
@@ -235,6 +233,7 @@ class Projection:
 class Lagrangian(Projection):
     """Learned multipliers: lambda1 * v + lambda2 * v^2 with v = (E - K_t) / N (or per layer
     under the uniform allocation), the multipliers raised by plain gradient ascent."""
+    min_steps = False
 
     def __init__(self, config, keep, n_layers, n_heads, device):
         super().__init__(config, keep, n_layers, n_heads, device)
@@ -265,35 +264,45 @@ class Lagrangian(Projection):
 
 
 class FixedPenalty(Lagrangian):
-    """The L0 Norm baseline: the task loss alone plus a fixed penalty lambda * E; no
-    multipliers, no KD, no layer loss."""
+    """The L0 Norm baseline's control (baselines.l0_try): the task loss alone plus a fixed
+    penalty lambda * E; no multipliers, no KD, no layer loss. `FixedPenalty.of(lam)` is
+    what `locate(..., control=)` takes."""
     distill = False
 
+    def __init__(self, lam: float, config, keep, n_layers, n_heads, device):
+        super().__init__(config, keep, n_layers, n_heads, device)
+        self.lam = lam
+
+    @classmethod
+    def of(cls, lam: float):
+        return lambda *args: cls(lam, *args)
+
     def penalty(self, p_open, k_t):
-        return self.config.fixed_penalty * p_open.sum()
+        return self.lam * p_open.sum()
 
     def after_step(self):
         pass
 
 
 def budget_control(config: LocatorConfig, keep: int, n_layers: int, n_heads: int, device):
-    """The control of E this search uses (L0's fixed penalty when one is set)."""
+    """The control of E the config names: the projection or the learned multipliers."""
     if config.allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {config.allocation!r}; valid: {', '.join(ALLOCATIONS)}")
     if config.budget_control not in BUDGETS:
         raise ValueError(f"unknown budget_control {config.budget_control!r}; "
                          f"valid: {', '.join(BUDGETS)}")
-    if config.fixed_penalty is not None:
-        return FixedPenalty(config, keep, n_layers, n_heads, device)
     kind = Projection if config.budget_control == "projection" else Lagrangian
     return kind(config, keep, n_layers, n_heads, device)
 
 
-def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorConfig):
+def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorConfig,
+           control=budget_control):
     """Train gates (and the student's weights) under the budget; return the mask, the
     trained gates and a log with one entry per step.
 
     `teacher` is frozen; `student` starts as a copy of it and is trained in place.
+    `control(config, keep, n_layers, n_heads, device)` makes what steers E: by default the
+    config's `budget_control`; L0 passes `FixedPenalty.of(lam)`.
     """
     seed_everything(config.seed)
     accelerator = Accelerator(cpu=pick_device(config.device).type == "cpu")
@@ -301,7 +310,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     _ready(teacher, student, device, config.train_weights)
     n_layers, n_heads = student.config.num_hidden_layers, student.config.num_attention_heads
     n = n_layers * n_heads
-    control = budget_control(config, keep, n_layers, n_heads, device)
+    control = control(config, keep, n_layers, n_heads, device)
     gates = HardConcreteGates(n_layers, n_heads, config.init_log_alpha).to(device)
     opt_w = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     opt_g = torch.optim.Adam(gates.parameters(), lr=config.lr_gates)
@@ -310,7 +319,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     # data-parallel under `accelerate launch` (gates and weights synchronised); a no-op alone
     wrapped, gates_w, opt_w, opt_g, loader = accelerator.prepare(student, gates, opt_w, opt_g,
                                                                  loader)
-    total = search_steps(config, len(loader))
+    total = search_steps(config, len(loader), control.min_steps)
     log, step, p_open = [], 0, None
     bar = progress(total, "locator", mininterval=5 if sys.stderr.isatty() else 60,
                    disable=not accelerator.is_local_main_process)
@@ -348,11 +357,12 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     return _final_mask(student, gates, log, p_open, keep, config), gates, log
 
 
-def search_steps(config: LocatorConfig, steps_per_pass: int) -> int:
-    """The search's length: `epochs` passes over the data; the projection's at least
-    `min_steps` (room for the falling temperature to decide the gates); at most `max_steps`."""
+def search_steps(config: LocatorConfig, steps_per_pass: int, min_steps: bool = True) -> int:
+    """The search's length: `epochs` passes over the data; with `min_steps` (the
+    projection) at least `config.min_steps`, room for the falling temperature to decide
+    the gates; at most `max_steps`."""
     total = config.epochs * steps_per_pass
-    if config.budget_control == "projection" and config.fixed_penalty is None:
+    if min_steps:
         total = max(total, config.min_steps)
     return min(total, config.max_steps) if config.max_steps else total
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from peerprune import heads
 from peerprune.baselines import head_importance, hisp_mask, normalise_per_layer, random_mask
 from peerprune.glue import task_data
-from peerprune.locator import LocatorConfig, locate
+from peerprune.locator import FixedPenalty, LocatorConfig, locate
 from peerprune.models import load_model, load_tokenizer
 from peerprune.train import make_loader
 
@@ -60,9 +60,9 @@ def test_l0_penalty_never_keeps_more_heads_when_larger(data):
     teacher = load_model("tiny", seed=6)
     kept = []
     for lam in (0.0, 0.02, 0.2):
-        cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=30,
-                            fixed_penalty=lam)
-        _, gates, _ = locate(teacher, copy.deepcopy(teacher), train, tok, 4, cfg)
+        cfg = LocatorConfig(epochs=10, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=30)
+        _, gates, _ = locate(teacher, copy.deepcopy(teacher), train, tok, 4, cfg,
+                             control=FixedPenalty.of(lam))
         kept.append(int((gates.open_probability() > 0.5).sum()))
     assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1], kept
 
@@ -76,9 +76,9 @@ def test_locator_trains_the_weights_it_is_told_to_whatever_the_teacher_flags(dat
     moved = {}
     for train_weights in (True, False):
         cfg = LocatorConfig(epochs=1, lr=1e-3, lr_gates=0.2, batch_size=16, max_steps=3,
-                            fixed_penalty=1e-5, train_weights=train_weights)
+                            train_weights=train_weights)
         student = copy.deepcopy(teacher)
-        _, gates, _ = locate(teacher, student, train, tok, 4, cfg)
+        _, gates, _ = locate(teacher, student, train, tok, 4, cfg, control=FixedPenalty.of(1e-5))
         moved[train_weights] = any(not torch.equal(a, b) for a, b in
                                    zip(student.parameters(), teacher.parameters()))
         assert not torch.equal(gates.log_alpha, torch.full_like(gates.log_alpha, 3.0))
@@ -96,9 +96,8 @@ def test_l0_tries_are_saved_once_and_shared_by_every_budget(data, tmp_path, monk
     fresh_mask, fresh_sweep, fresh_gates = baselines.l0_mask(teacher, train, tok, 1, cfg, **search)
     assert len(fresh_sweep) >= 2 and not any(s["reused"] for s in fresh_sweep)
     ran = []
-    locate_ = baselines.locate
-    monkeypatch.setattr(baselines, "locate",
-                        lambda *a, **k: ran.append(a[-1].fixed_penalty) or locate_(*a, **k))
+    of = FixedPenalty.of  # called once per try that runs (not for one read back)
+    monkeypatch.setattr(FixedPenalty, "of", staticmethod(lambda lam: ran.append(lam) or of(lam)))
     _, first, _ = baselines.l0_mask(teacher, train, tok, 8, cfg, tries_dir=tmp_path, **search)
     assert len(first) == 1 and ran == [1e-5]  # all 8 heads kept: the first try reaches it
     mask, sweep, gates = baselines.l0_mask(teacher, train, tok, 1, cfg, tries_dir=tmp_path,

@@ -133,9 +133,9 @@ def test_the_locator_config_is_derived_from_the_run_config_by_name():
     run_fields = {f.name for f in dc_fields(PruneConfig)}
     derived = {f.name for f in dc_fields(LocatorConfig)
                if f.name in run_fields or f"locator_{f.name}" in run_fields}
-    # only the device and L0's own knobs (baselines.py) are not options of a run
+    # only the device and whether the weights learn (off in L0's tries) are not options
     assert {f.name for f in dc_fields(LocatorConfig)} - derived - {"lr", "batch_size"} == {
-        "device", "fixed_penalty", "train_weights"}
+        "device", "train_weights"}
 
 
 def test_the_options_command_lists_every_field_under_its_concern(capsys):
