@@ -154,7 +154,9 @@ class PruneConfig:
         canonical spelling (`MRPC` -> `mrpc`)."""
         apd, post = self.method == "apd", self.epochs == 0
         merge = self.merge or ("pairwise" if apd else "none")
-        variant = f"post-{merge}" if post and self.variant == "default" else self.variant
+        variant = self.variant  # the post-training path names its recovery: post-<merge>[-name]
+        if post and not variant.startswith("post-"):
+            variant = f"post-{merge}" + ("" if variant == "default" else f"-{variant}")
         return replace(self, task=get_task(self.task).name, variant=variant, merge=merge,
                        distill=self.distill or ("peer" if apd and not post else "none"))
 

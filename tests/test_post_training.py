@@ -72,6 +72,15 @@ def test_post_training_run_has_no_epochs_and_its_model_reloads(shared_glue, tmp_
     assert evaluate(reloaded, make_loader(evals["validation"], tok, 64, False), "rte") == r["scores"]
     with pytest.raises(ValueError, match="has no fine-tuning loss"):
         run_pruning(PruneConfig(task="rte", profile="smoke", epochs=0, distill="kd"))
+    # an ablation on the post-training path keeps its name beside the recovery's, and its
+    # own head choice: here no layer left empty with 2 of 8 heads kept
+    from peerprune.prune import ablation
+    spread = [run_pruning(ablation(PruneConfig(task="rte", profile="smoke", method="kwon",
+                                               epochs=0, merge=m, keep=2), "one-per-layer"))
+              for m in ("none", "joint")]
+    assert [x["variant"] for x in spread] == ["post-none-one-per-layer", "post-joint-one-per-layer"]
+    assert all(n >= 1 for n in spread[0]["heads_per_layer"]) and spread[0]["choice"]["path"] == \
+        spread[1]["choice"]["path"] != r["choice"]["path"]
 
 
 def test_the_mergeable_choice_removes_a_head_its_peers_reproduce(shared_glue):
