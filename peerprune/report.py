@@ -462,7 +462,8 @@ def post_training_table(profile: str, results_root=None) -> str:
     teacher, the pruned model with each recovery (`none` = the teacher masked, `rescale` =
     Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
     path and of the slowest (head choice included, unless the choice was read back), and the
-    fine-tuned method at that sparsity for comparison (seed 0)."""
+    fine-tuned method at that sparsity for comparison (seed 0). A mask made with at least
+    one head in every layer is its own row."""
     rows: dict[tuple, dict] = {}
     method_runs = {}
     for r in load_results(results_root, profile=profile):
@@ -472,7 +473,8 @@ def post_training_table(profile: str, results_root=None) -> str:
             if r["method"] == "apd" and r["variant"] == "default" and r["seed"] == 0:
                 method_runs[(r["task"], r["target_sparsity"])] = r["score"]
             continue
-        key = (r["task"], r["target_sparsity"], r["method"], r["seed"],
+        mask = r["method"] + (", one per layer" if r["options"].get("min_one_per_layer") else "")
+        key = (r["task"], r["target_sparsity"], mask, r["seed"],
                r["options"].get("calib_examples", default_of("calib_examples")))
         row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
                                     "scores": {}, "walls": []})
