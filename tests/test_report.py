@@ -105,3 +105,17 @@ def test_run_all_records_its_cost_and_the_table_reads_it(tmp_path):
     assert r["torch_threads"] >= 1 and r["cores"] >= 1
     row = run_all_table("quick", tmp_path).splitlines()[-1].split(" | ")
     assert row[2:3] == ["45"] and row[5:7] == ["0", "1"]
+
+
+def test_post_training_summary_counts_what_the_rows_say():
+    from peerprune.report import post_training_summary
+    rows = {("mrpc", 0.58, "kwon", 0, 512): {"teacher": 86.0, "scores": {
+                "none": 80.0, "rescale": 85.0, "pairwise": 85.7, "joint": 84.0}},
+            ("mrpc", 0.75, "kwon", 0, 512): {"teacher": 86.0, "scores": {
+                "none": 81.0, "rescale": 81.0, "pairwise": 81.0, "joint": 81.0}},
+            ("mrpc", 0.75, "hisp", 0, 512): {"teacher": 86.0, "scores": {
+                "rescale": 84.0, "joint": 85.2}}}
+    lines = post_training_summary(rows)
+    assert lines[0] == ("- mrpc: the best post-training path is within 0.5 points of the teacher "
+                        "at 58%, within 1 point at 58%, 75% (of 58%, 75%).")
+    assert lines[-1].endswith("in 2 of 3 rows.")  # a tie (an emptied layer) is not ahead
