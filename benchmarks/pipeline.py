@@ -26,7 +26,8 @@ CHILD = r"""
 import json, resource, sys, time
 from peerprune.profiles import get_profile
 what, profile, task, sparsity = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-p = get_profile(profile)
+from peerprune.glue import get_task
+p = get_profile(profile).for_task(get_task(task).name)
 start = time.perf_counter()
 if what == "dense":
     from peerprune.teacher import train_teacher

@@ -357,7 +357,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     return _final_mask(student, gates, log, p_open, keep, config), gates, log
 
 
-def search_steps(config: LocatorConfig, steps_per_pass: int, min_steps: bool = True) -> int:
+def search_steps(config: LocatorConfig, steps_per_pass: int, min_steps: bool) -> int:
     """The search's length: `epochs` passes over the data; with `min_steps` (the
     projection) at least `config.min_steps`, room for the falling temperature to decide
     the gates; at most `max_steps`."""

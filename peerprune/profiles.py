@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 
+TASK_FIELDS = ("epochs", "teacher_lrs")  # what a task may set for itself (Profile.for_task)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -35,7 +38,10 @@ class Profile:
 
     def for_task(self, task: str) -> "Profile":
         """The profile as it applies to `task` (a canonical task name)."""
-        own = self.task_overrides.get(task)
+        own = self.task_overrides.get(task) or {}
+        if set(own) - set(TASK_FIELDS):
+            raise ValueError(f"profile {self.name!r}, task {task!r}: a task may set only "
+                             f"{', '.join(TASK_FIELDS)}; got {', '.join(sorted(own))}")
         return replace(self, **own) if own else self
 
     def runnable_tasks(self) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from .glue import get_task
-from .prune import ABLATIONS, LATER_OPTIONS, default_of
+from .prune import ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, default_of
 from .results import RESULTS_DIR, atomic_write_text, load_results
 
 
@@ -217,7 +217,6 @@ def ablation_table(profile: str, results_root=None, target: float = 0.58) -> str
     `mean ± standard deviation (n seeds)`, and the default's first seed has a column of its
     own, to compare with the ablations run on that seed only. Other variants (such as runs
     relabelled after a multiplier rate changed) are left to the table of every run."""
-    from .prune import ABLATIONS
     cells: dict[tuple, dict[str, list[float]]] = {}
     meta: dict[str, tuple] = {}
     for (task, model, t, method, distill, variant), by_seed in _configurations(
@@ -462,8 +461,8 @@ def post_training_table(profile: str, results_root=None) -> str:
     teacher, the pruned model with each recovery (`none` = the teacher masked, `rescale` =
     Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
     path and of the slowest (head choice included, unless the choice was read back), and the
-    fine-tuned method at that sparsity for comparison (seed 0). A mask made with at least
-    one head in every layer is its own row."""
+    fine-tuned method at that sparsity for comparison (seed 0). A mask made under an
+    ablation that changes the choice (`choice_ablations`) is its own row."""
     rows: dict[tuple, dict] = {}
     method_runs = {}
     for r in load_results(results_root, profile=profile):
@@ -473,7 +472,7 @@ def post_training_table(profile: str, results_root=None) -> str:
             if r["method"] == "apd" and r["variant"] == "default" and r["seed"] == 0:
                 method_runs[(r["task"], r["target_sparsity"])] = r["score"]
             continue
-        mask = r["method"] + (", one per layer" if r["options"].get("min_one_per_layer") else "")
+        mask = ", ".join([r["method"], *choice_ablations(r["options"])])
         key = (r["task"], r["target_sparsity"], mask, r["seed"],
                r["options"].get("calib_examples", default_of("calib_examples")))
         row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
@@ -492,6 +491,14 @@ def post_training_table(profile: str, results_root=None) -> str:
             f"{min(row['walls']):.0f} / {max(row['walls']):.0f}",
             _fmt(method_runs.get((task, target)))]) + " |")
     return "\n".join(lines) + "\n\n" + "\n".join(post_training_summary(rows)) + "\n"
+
+
+def choice_ablations(options: dict) -> list[str]:
+    """The ablations (`prune.ABLATIONS`) that change the head choice and that a run's options
+    match: a post-training run with one of them is its own row."""
+    return [name for name, changes in ABLATIONS.items()
+            if changes and not set(changes) & set(AFTER_THE_CHOICE)
+            and all(options.get(k) == v for k, v in changes.items())]
 
 
 def post_training_summary(rows: dict[tuple, dict]) -> list[str]:

@@ -103,11 +103,13 @@ def sweep_teacher(task: str, profile: str = "full", lrs=None, seed: int = 0, **k
 
 def best_teacher(task: str, profile: str = "full", seed: int = 0, model: str | None = None,
                  results_root=None) -> dict:
-    """The dense result with the best dev score for a task (ties: the lower learning rate)."""
+    """The dense result with the best dev score for a task (ties: the lower learning rate),
+    among those trained for the profile's epochs for that task."""
     task = get_task(task).name
-    model = model or get_profile(profile).model
-    runs = load_results(results_root, task=task, profile=profile, model=model, method="dense",
-                        seed=seed)
+    p = get_profile(profile).for_task(task)
+    model = model or p.model
+    runs = [r for r in load_results(results_root, task=task, profile=profile, model=model,
+                                    method="dense", seed=seed) if r["epochs"] == p.epochs]
     if not runs:
         raise LookupError(f"no dense teacher for task {task!r}, profile {profile!r}, model "
                           f"{model!r}, seed {seed}; train one with `python -m peerprune teacher "

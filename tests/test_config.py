@@ -83,10 +83,16 @@ def test_a_task_override_applies_to_its_task_and_its_teacher_only():
     assert teacher_config("sst2", "full", 1e-4)["train"]["epochs"] == sst2.epochs
     assert teacher_config("SST2", "full", 1e-4) == teacher_config("sst2", "full", 1e-4)
     assert teacher_config("mrpc", "full", 1e-4)["train"]["epochs"] == full.epochs
-    names = {f.name for f in dc_fields(full)}
-    for p in PROFILES.values():  # an override names only the profile's own fields
-        for task, own in p.task_overrides.items():
-            assert set(own) <= names - {"name", "task_overrides"}, (p.name, task, own)
+    from dataclasses import replace
+
+    from peerprune.profiles import TASK_FIELDS
+    assert set(TASK_FIELDS) <= {f.name for f in dc_fields(full)}
+    for p in PROFILES.values():  # every override is one the readers honour
+        for task in p.task_overrides:
+            p.for_task(task)
+    odd = replace(full, task_overrides={"rte": {"max_length": 64}})
+    with pytest.raises(ValueError, match="a task may set only epochs, teacher_lrs"):
+        odd.for_task("rte")
 
 
 def test_a_budget_the_per_layer_rule_cannot_meet_is_refused_before_any_teacher(tmp_path):

@@ -83,7 +83,7 @@ def test_post_training_run_has_no_epochs_and_its_model_reloads(shared_glue, tmp_
         spread[1]["choice"]["path"] != r["choice"]["path"]
     from peerprune.report import post_training_table
     table = post_training_table("smoke")
-    assert "| rte | 75% | kwon, one per layer |" in table and "| rte | 50% | kwon |" in table
+    assert "| rte | 75% | kwon, one-per-layer |" in table and "| rte | 50% | kwon |" in table
 
 
 def test_the_mergeable_choice_removes_a_head_its_peers_reproduce(shared_glue):
