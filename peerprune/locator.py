@@ -198,7 +198,7 @@ class Projection:
     """The default budget control: the gates use log_alpha / T_t shifted so that E = K_t
     exactly (one shift, or one per layer under the uniform allocation)."""
     distill = True  # the objective: CE + KD + layer loss against the teacher
-    min_steps = True  # the search runs at least `config.min_steps` (see `search_steps`)
+    uses_min_steps = True  # the search runs at least `config.min_steps` (`search_steps`)
 
     def __init__(self, config: LocatorConfig, keep: int, n_layers: int, n_heads: int, device):
         self.config, self.keep, self.n_heads = config, keep, n_heads
@@ -233,7 +233,7 @@ class Projection:
 class Lagrangian(Projection):
     """Learned multipliers: lambda1 * v + lambda2 * v^2 with v = (E - K_t) / N (or per layer
     under the uniform allocation), the multipliers raised by plain gradient ascent."""
-    min_steps = False
+    uses_min_steps = False
 
     def __init__(self, config, keep, n_layers, n_heads, device):
         super().__init__(config, keep, n_layers, n_heads, device)
@@ -319,7 +319,7 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     # data-parallel under `accelerate launch` (gates and weights synchronised); a no-op alone
     wrapped, gates_w, opt_w, opt_g, loader = accelerator.prepare(student, gates, opt_w, opt_g,
                                                                  loader)
-    total = search_steps(config, len(loader), control.min_steps)
+    total = search_steps(config, len(loader), control.uses_min_steps)
     log, step, p_open = [], 0, None
     bar = progress(total, "locator", mininterval=5 if sys.stderr.isatty() else 60,
                    disable=not accelerator.is_local_main_process)
@@ -357,12 +357,12 @@ def locate(teacher, student, train_data, tokenizer, keep: int, config: LocatorCo
     return _final_mask(student, gates, log, p_open, keep, config), gates, log
 
 
-def search_steps(config: LocatorConfig, steps_per_pass: int, min_steps: bool) -> int:
-    """The search's length: `epochs` passes over the data; with `min_steps` (the
+def search_steps(config: LocatorConfig, steps_per_pass: int, uses_min_steps: bool) -> int:
+    """The search's length: `epochs` passes over the data; with `uses_min_steps` (the
     projection) at least `config.min_steps`, room for the falling temperature to decide
     the gates; at most `max_steps`."""
     total = config.epochs * steps_per_pass
-    if min_steps:
+    if uses_min_steps:
         total = max(total, config.min_steps)
     return min(total, config.max_steps) if config.max_steps else total
 

@@ -25,8 +25,8 @@ from .metrics import primary_score
 from .models import check_model_name, layers_and_heads, save_model
 from .pipeline import Clock, Inputs, prune_pipeline
 from .profiles import PROFILES, get_profile
-from .results import (config_hash, distributed_state, find_result, result_path,
-                      save_result, versions)
+from .results import (config_hash, find_result, result_path, save_result, versions,
+                      with_processes)
 from .selectors import SELECTORS, HeadChoice
 from .teacher import folder_teacher, load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
@@ -266,24 +266,20 @@ def choice_options(identity_options: dict, config_class=None) -> dict:
 
 def run_identity(c: PruneConfig, keep: int, train: TrainConfig, teacher_hash: str) -> dict:
     """Everything a run's result depends on; its hash is the run's `config_hash`."""
-    return identity_of(asdict(c), keep, train.to_dict(), teacher_hash,
-                       distributed_state().num_processes, type(c))
+    return identity_of(asdict(c), keep, train.to_dict(), teacher_hash, None, type(c))
 
 
-def identity_of(options: dict, keep: int, train: dict, teacher_hash: str, processes: int = 1,
-                config_class=None) -> dict:
+def identity_of(options: dict, keep: int, train: dict, teacher_hash: str,
+                processes: int | None = 1, config_class=None) -> dict:
     """`run_identity` from a run's parts as its results file stores them (`options`,
-    `train`), which is how `migrations.recompute_hash` rebuilds a committed run's hash."""
+    `train`), which is how `migrations.recompute_hash` rebuilds a committed run's hash;
+    `processes` None: this process's count."""
     p = get_profile(options["profile"]).for_task(options["task"])
     full = {"prune": identity(options, config_class), "train": train, "keep": keep,
             "teacher": teacher_hash, "train_examples": p.train_examples,
             "eval_examples": p.eval_examples}
     data = get_task(options["task"]).digest  # your own data (glue.csv_task): its files
-    if data:
-        full["data"] = data
-    if processes > 1:  # data parallelism sums gradients in another order: another run
-        full["processes"] = processes
-    return full
+    return with_processes({**full, "data": data} if data else full, processes)
 
 
 def check_config(c: PruneConfig) -> None:

@@ -126,10 +126,11 @@ def distributed_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def with_processes(config: dict) -> dict:
-    """`config`, plus the process count under data parallelism: such a run sums gradients in
-    another order, so it is another run (one process adds nothing, keeping old hashes)."""
-    processes = distributed_state().num_processes
+def with_processes(config: dict, processes: int | None = None) -> dict:
+    """`config`, plus the process count under data parallelism (this process's, unless
+    given): such a run sums gradients in another order, so it is another run (one process
+    adds nothing, keeping old hashes)."""
+    processes = distributed_state().num_processes if processes is None else processes
     return {**config, "processes": processes} if processes > 1 else config
 
 
