@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 
-TASK_FIELDS = ("epochs", "teacher_lrs")  # what a task may set for itself (Profile.for_task)
+# what a task may set for itself (Profile.for_task); its prune_options add to the profile's
+TASK_FIELDS = ("epochs", "teacher_lrs", "prune_options")
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,12 @@ class Profile:
 
     def for_task(self, task: str) -> "Profile":
         """The profile as it applies to `task` (a canonical task name)."""
-        own = self.task_overrides.get(task) or {}
+        own = dict(self.task_overrides.get(task) or {})
         if set(own) - set(TASK_FIELDS):
             raise ValueError(f"profile {self.name!r}, task {task!r}: a task may set only "
                              f"{', '.join(TASK_FIELDS)}; got {', '.join(sorted(own))}")
+        if "prune_options" in own:
+            own["prune_options"] = {**self.prune_options, **own["prune_options"]}
         return replace(self, **own) if own else self
 
     def runnable_tasks(self) -> tuple[str, ...]:
@@ -72,8 +75,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
             ablation_tasks=("mrpc", "rte"), sweep_tasks=("mrpc", "stsb"),
             hub_tasks=("qnli", "qqp", "mnli"),
             # SST-2's 67k sentences: an epoch of a pruning run is about an hour on one core,
-            # so its teacher and every method fine-tune for one epoch, its sweep has two rates
-            task_overrides={"sst2": dict(epochs=1, teacher_lrs=(5e-5, 1e-4))}),
+            # so its teacher and every method fine-tune for one epoch, its sweep has two rates,
+            # and a head search (the locator's, L0's tries) stops after 400 steps: 12,800
+            # sentences, more than a whole pass over CoLA (267 steps) or MRPC (115)
+            task_overrides={"sst2": dict(epochs=1, teacher_lrs=(5e-5, 1e-4),
+                                         prune_options=dict(max_steps=400))}),
     Profile("paper", "bert-base-uncased",
             ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"), epochs=4,
             teacher_lrs=(2e-5,)),

@@ -133,7 +133,8 @@ class PruneConfig:
     calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
     rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
                         "variance", "method", after_choice=True, keep_when=merges)
-    max_steps: int | None = option(None, "cap on locator steps (smoke runs)", "locator")
+    max_steps: int | None = option(None, "cap on the head search's steps (locator, L0's tries)",
+                                   "locator")
     hisp_step: float = option(0.1, "share of all heads pruned per rescoring step", "hisp",
                               methods=("hisp",))
     l0_start: float = option(1e-3, "first penalty strength of the search (x3 per try)", "l0",
@@ -145,8 +146,14 @@ class PruneConfig:
 
     @classmethod
     def for_profile(cls, profile, task: str, **fields) -> "PruneConfig":
-        """A run of `profile` (a Profile or its name): its option overrides, then `fields`."""
+        """A run of `profile` (a Profile or its name): its option overrides (with the task's
+        own), then `fields`."""
         p = get_profile(profile) if isinstance(profile, str) else profile
+        try:
+            name = get_task(task).name
+        except ValueError:  # your own data (a CSV task): the profile's options only
+            name = task
+        p = p.for_task(name)
         return cls(task=task, profile=p.name, **{**p.prune_options, **fields})
 
     def resolved(self) -> "PruneConfig":

@@ -95,6 +95,25 @@ def test_a_task_override_applies_to_its_task_and_its_teacher_only():
         odd.for_task("rte")
 
 
+def test_a_task_s_prune_options_add_to_the_profile_s_and_reach_its_runs_only():
+    from dataclasses import replace
+
+    from peerprune.profiles import get_profile
+    from peerprune.prune import PruneConfig
+    full = get_profile("full")
+    cap = full.for_task("sst2").prune_options["max_steps"]
+    assert PruneConfig.for_profile("full", "SST-2").max_steps == cap
+    assert PruneConfig.for_profile("full", "sst2").locator_config(1e-4, 32).max_steps == cap
+    assert PruneConfig.for_profile("full", "mrpc").max_steps is None
+    assert PruneConfig.for_profile("full", "my-csv-task").max_steps is None  # own data
+    # a task's options are added to the profile's, not put in their place
+    both = replace(full, prune_options=dict(smp_steps=7),
+                   task_overrides={"rte": dict(prune_options=dict(max_steps=9))})
+    rte = PruneConfig.for_profile(both, "rte")
+    assert (rte.smp_steps, rte.max_steps) == (7, 9)
+    assert PruneConfig.for_profile(both, "mrpc").max_steps is None
+
+
 def test_a_budget_the_per_layer_rule_cannot_meet_is_refused_before_any_teacher(tmp_path):
     from peerprune.prune import run_pruning
     refused = [dict(keep=1, min_one_per_layer=True), dict(method="smp", keep=1),
