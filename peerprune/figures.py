@@ -120,16 +120,26 @@ def score_vs_sparsity(frame: pd.DataFrame, dense: pd.DataFrame):
     return fig
 
 
-def kept_heads_heatmap(frame: pd.DataFrame):
-    """Kept heads per layer for each (task, method, variant) run."""
-    rows = {f"{r.task} {r.method}/{r.distill}/{r.variant} s={r.target_sparsity:.2f}":
-            r.heads_per_layer for r in frame.itertuples()}
-    data = pd.DataFrame(rows).T.sort_index()
-    data.columns = [f"L{c}" for c in data.columns]
-    label = max((len(str(i)) for i in data.index), default=0)  # room for the row names
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * data.shape[1] + 0.08 * label, 0.3 * len(data) + 1.2))
-    sns.heatmap(data, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
-    ax.set_xlabel("layer")
+def kept_heads_heatmap(choices: dict[str, list[int]]):
+    """Kept heads per layer, a row per head choice (`report.head_choices`: "task rest"),
+    a panel per task."""
+    tasks = sorted({name.split(" ", 1)[0] for name in choices})
+    panels = [{name.split(" ", 1)[1]: row for name, row in choices.items()
+               if name.split(" ", 1)[0] == task} for task in tasks]
+    label = max((len(n) for p in panels for n in p), default=0)  # room for the row names
+    n_layers = max((len(r) for r in choices.values()), default=1)
+    width = 0.3 * n_layers + 0.075 * label + 0.4
+    fig, axes = plt.subplots(1, len(tasks), squeeze=False, figsize=(
+        width * len(tasks), 0.3 * max((len(p) for p in panels), default=1) + 1.2))
+    for ax, task, panel in zip(axes[0], tasks, panels):
+        data = pd.DataFrame(panel).T
+        data.columns = [f"L{c}" for c in data.columns]
+        sns.heatmap(data, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, vmin=0,
+                    vmax=12, square=True, annot_kws={"fontsize": 7})
+        ax.set_anchor("N")  # a short panel at the top, its cells the size of the others
+        ax.set_title(task)
+        ax.set_xlabel("layer")
+        ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return fig
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from .glue import get_task
-from .prune import ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, default_of
+from .prune import ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, ROLES, choice_options, default_of
 from .results import RESULTS_DIR, atomic_write_text, load_results
 
 
@@ -499,6 +499,25 @@ def choice_ablations(options: dict) -> list[str]:
     return [name for name, changes in ABLATIONS.items()
             if changes and not set(changes) & set(AFTER_THE_CHOICE)
             and all(options.get(k) == v for k, v in changes.items())]
+
+
+def head_choices(frame) -> dict[str, list[int]]:
+    """Kept heads per layer of each seed-0 head choice, one row per choice: runs that differ
+    only after it (fine-tuning losses, recoveries, the post-training path) share a row. A
+    row names the task, the method, the choice-changing ablations and any other option of
+    the choice away from its default, and the share of heads removed."""
+    rows = {}
+    for r in frame[(frame["method"] != "dense") & (frame["seed"] == 0)].itertuples():
+        named = choice_ablations(r.options)
+        covered = {k for a in named for k in ABLATIONS[a]}
+        other = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in sorted(choice_options(r.options).items())
+                 if ROLES[k]["group"] != "run" and k not in covered and v != default_of(k)
+                 and r.method in (ROLES[k]["methods"] or (r.method,))]
+        label = ", ".join(named + other)
+        rows[f"{r.task} {r.method}" + (f" ({label})" if label else "")
+             + f" {r.target_sparsity:.0%}"] = list(r.heads_per_layer)
+    return dict(sorted(rows.items()))
 
 
 def post_training_summary(rows: dict[tuple, dict]) -> list[str]:

@@ -119,3 +119,29 @@ def test_post_training_summary_counts_what_the_rows_say():
     assert lines[0] == ("- mrpc: the best post-training path is within 0.5 points of the teacher "
                         "at 58%, within 1 point at 58%, 75% (of 58%, 75%).")
     assert lines[-1].endswith("in 2 of 3 rows.")  # a tie (an emptied layer) is not ahead
+
+
+def test_head_choices_keep_one_row_per_choice_and_name_what_changed_it():
+    import pandas as pd
+
+    from peerprune.prune import PruneConfig
+    from peerprune.report import head_choices
+
+    def run(heads, seed=0, **fields):
+        c = PruneConfig(task="mrpc", profile="full", seed=seed, **fields).resolved()
+        opts = {k: getattr(c, k) for k in c.__dataclass_fields__}
+        return {"task": "mrpc", "method": c.method, "seed": seed, "target_sparsity": c.sparsity,
+                "options": opts, "heads_per_layer": heads}
+    frame = pd.DataFrame([
+        run([3, 2], method="hisp", epochs=0, merge="joint"),  # the post-training path ...
+        run([3, 2], method="hisp", epochs=0, merge="rescale"),  # ... shares its choice
+        run([3, 2], method="hisp", distill="kd"),  # so does a fine-tuned run
+        run([1, 4], method="hisp", seed=1),  # another seed: not drawn
+        run([2, 3], method="apd", allocation="uniform"),  # an ablation that changes the choice
+        run([4, 1], method="kwon", calib_examples=128),  # an option away from its default
+        run([5, 5], method="kwon", hisp_step=0.5),  # an option kwon does not read: no name
+        {"task": "mrpc", "method": "dense", "seed": 0, "target_sparsity": 0.0,
+         "options": {}, "heads_per_layer": [12, 12]}])
+    assert head_choices(frame) == {"mrpc apd (uniform) 58%": [2, 3], "mrpc hisp 58%": [3, 2],
+                                   "mrpc kwon (calib_examples=128) 58%": [4, 1],
+                                   "mrpc kwon 58%": [5, 5]}
