@@ -28,6 +28,7 @@ from . import anatomy, heads, peers
 from .anatomy import Capture, head_dim
 from .losses import FINE_TUNING_LOSSES, LossStep, kd_loss
 from .models import model_for_task
+from .selectors import START_OF
 from .train import evaluate, fine_tune, make_loader, pick_device
 
 
@@ -99,8 +100,9 @@ def evaluate_on(model, inputs: Inputs, task: str, train_cfg) -> dict:
 
 def start_model(c, teacher, located, model_name: str):
     """The (unpruned) weights the final fine-tuning starts from: the teacher's, the
-    locator's (init "locator"), or the pretrained model's (SMP, as in its paper)."""
-    if c.method == "smp":
+    locator's (init "locator"), or the pretrained model's (a method registered with
+    `start="pretrained"`: SMP, as in its paper)."""
+    if START_OF.get(c.method) == "pretrained":
         return model_for_task(model_name, c.task, seed=c.seed)
     if c.init == "locator" and located is not None:
         return located

@@ -33,13 +33,20 @@ class HeadChoice:
 
 
 SELECTORS: dict[str, Callable] = {}
+STARTS = ("teacher", "pretrained")  # what a method's final fine-tuning starts from
+START_OF: dict[str, str] = {}  # each method's start, as it registered
 
 
-def register(name: str):
+def register(name: str, start: str = "teacher"):
     """Decorator: make `fn(teacher, inputs, keep, c) -> HeadChoice` the selector of
-    `--method name`."""
+    `--method name`; its final fine-tuning starts from `start` (the teacher's weights, or
+    the pretrained model's, as SMP's paper does)."""
+    if start not in STARTS:
+        raise ValueError(f"method {name!r}: unknown start {start!r}; valid: {', '.join(STARTS)}")
+
     def add(fn):
         SELECTORS[name] = fn
+        START_OF[name] = start
         return fn
     return add
 
@@ -82,7 +89,7 @@ def l0_heads(teacher, inputs, keep, c) -> HeadChoice:
                              "log_alpha": gates.log_alpha.detach().cpu().tolist()})
 
 
-@register("smp")
+@register("smp", start="pretrained")
 def smp_heads(teacher, inputs, keep, c) -> HeadChoice:
     """SMP scores the heads of the pretrained model, not the teacher's."""
     pretrained = model_for_task(inputs.model_name, c.task, seed=c.seed)

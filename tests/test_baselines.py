@@ -158,3 +158,24 @@ def test_smp_scorer_trains_on_other_tasks_and_keeps_equal_heads_per_layer(shared
     assert m.tolist() == [[0, 1, 1, 0]]
     (m * torch.tensor([1.0, 2, 3, 4])).sum().backward()
     assert scores.grad.abs().sum() > 0  # gradients reach the scores through the relaxation
+
+
+def test_a_method_says_what_its_fine_tuning_starts_from():
+    from peerprune import selectors
+    from peerprune.pipeline import start_model
+    from peerprune.prune import PruneConfig
+    assert selectors.START_OF["smp"] == "pretrained"  # as SMP's paper fine-tunes
+    assert {selectors.START_OF[m] for m in selectors.SELECTORS if m != "smp"} == {"teacher"}
+    with pytest.raises(ValueError, match="unknown start 'scratch'; valid: teacher, pretrained"):
+        selectors.register("odd", start="scratch")
+    assert "odd" not in selectors.SELECTORS
+    teacher = load_model("tiny")
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(1.0)  # a teacher whose weights are not the pretrained model's
+    name = lambda m: PruneConfig(task="rte", profile="smoke", method=m)  # noqa: E731
+    w = lambda model: model.bert.encoder.layer[0].attention.self.query.weight  # noqa: E731
+    from_teacher = start_model(name("hisp"), teacher, None, "tiny")
+    from_pretrained = start_model(name("smp"), teacher, None, "tiny")
+    assert from_teacher is not teacher and torch.equal(w(from_teacher), w(teacher))
+    assert torch.equal(w(from_pretrained), w(load_model("tiny")))
