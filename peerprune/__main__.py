@@ -46,12 +46,12 @@ def _prune(args) -> None:
                                                 keep=args.keep, seed=seed, model=args.model,
                                                 teacher=args.teacher,
                                                 distill=distill, epochs=args.epochs,
-                                                merge=merge), name)
+                                                merge=merge, calibration=calibration), name)
                for task in args.task or p.runnable_tasks() for method in args.method
                for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for merge in args.merge or [None]
-               for name in args.ablation]
+               for calibration in args.calibration for name in args.ablation]
     for c in configs:  # refuse a bad setting before any run starts
         check_config(c.resolved())
     for c in configs:
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "text, label (and text_pair); --task names it; needs --teacher")
     pr.add_argument("--epochs", type=int, help=option_help("epochs"))
     pr.add_argument("--merge", nargs="+", help=option_help("merge") + several)
+    pr.add_argument("--calibration", nargs="+", default=[default_of("calibration")],
+                    help=option_help("calibration") + several)
     pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first: the criteria it registers with "
                          "peerprune.selectors.register become methods, the losses it "

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import anatomy, heads, peers
+from . import anatomy, heads, peers, sequential
 from .anatomy import Capture, head_dim
 from .losses import FINE_TUNING_LOSSES, LossStep, kd_loss
 from .models import model_for_task
@@ -120,11 +120,16 @@ def merge_and_remove(student, teacher, stats, mask, c, calib):
         assignment = peers.assign_peers(anatomy.similarity(stats, "cosine"), mask)
         own = stats if c.init == "teacher" else anatomy.collect_stats(student, calib)
         kept = heads.kept_from_mask(mask)
-        weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
         plain = [s.weight for s in own]
         record["reconstruction_error"] = {
-            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, plain, kept)],
-            c.merge: [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, weights, kept)]}
+            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, plain, kept)]}
+        if c.calibration == "sequential":  # each layer fitted on the model merged below it
+            weights, record["sequential_fit_error"] = sequential.sequential_weights(
+                student, teacher, mask, calib, c.merge, c.rho)
+        else:
+            weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
+            record["reconstruction_error"][c.merge] = [
+                peers.reconstruction_error(s, w, k) for s, w, k in zip(own, weights, kept)]
         peers.merge_and_prune(student, weights, mask)
     else:
         heads.prune(student, mask)

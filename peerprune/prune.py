@@ -28,6 +28,7 @@ from .profiles import PROFILES, get_profile
 from .results import (config_hash, find_result, result_path, save_result, versions,
                       with_processes)
 from .selectors import SELECTORS, HeadChoice
+from .sequential import SEQUENTIAL_MERGES
 from .teacher import folder_teacher, load_teacher, task_checkpoints
 from .train import TrainConfig, make_loader, pick_device
 
@@ -130,6 +131,12 @@ class PruneConfig:
     init: str = option("teacher", "start of the final fine-tuning: the teacher's or the "
                        "locator's weights", "method", after_choice=True, methods=APD,
                        choices=("teacher", "locator"))
+    calibration: str = option(
+        "teacher", "what each layer's merge is fitted on: the teacher's own head outputs, or "
+        "(sequential) the model already merged below it, so that each layer gives the "
+        "teacher's block output (as Kwon et al. tune their scales); sequential: joint and "
+        "rescale only", "method", after_choice=True, choices=("teacher", "sequential"),
+        omit_at="teacher", keep_when=merges)
     calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
     rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
                         "variance", "method", after_choice=True, keep_when=merges)
@@ -162,6 +169,8 @@ class PruneConfig:
         apd, post = self.method == "apd", self.epochs == 0
         merge = self.merge or ("pairwise" if apd else "none")
         variant = self.variant  # the post-training path names its recovery: post-<merge>[-name]
+        if self.calibration == "sequential" and "sequential" not in variant.split("-"):
+            variant = "sequential" if variant == "default" else f"{variant}-sequential"
         if post and not variant.startswith("post-"):
             variant = f"post-{merge}" + ("" if variant == "default" else f"-{variant}")
         return replace(self, task=get_task(self.task).name, variant=variant, merge=merge,
@@ -321,6 +330,9 @@ def check_config(c: PruneConfig) -> None:
                          "epochs 0)")
     if not 0 < c.final_temperature <= 1:
         raise ValueError(f"final_temperature must be in (0, 1], got {c.final_temperature}")
+    if c.calibration == "sequential" and c.merge not in SEQUENTIAL_MERGES:
+        raise ValueError(f"calibration 'sequential' fits merge {', '.join(SEQUENTIAL_MERGES)}; "
+                         f"this run has merge {c.merge!r}")
     if c.epochs == 0 and c.distill != "none":
         raise ValueError(f"the post-training path (epochs 0) has no fine-tuning loss; this run "
                          f"has distill {c.distill!r}")

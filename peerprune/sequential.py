@@ -1,0 +1,141 @@
+"""Sequential calibration: fit each layer's output projection on the model already pruned
+below it, so that the layer's attention block gives what the teacher's gives.
+
+`peers.py` fits layer l on the teacher's own head outputs O_l: each layer as if every layer
+below it were still whole. Once the layers below are pruned, layer l sees other inputs, and
+the residual stream that its attention output is added to has drifted too. The sequential
+fit (Kwon et al. 2022 tune their per-head scales this way) goes up the layers; at layer l,
+on the calibration tokens, with the layers below already fitted:
+
+    O'_l   the student's head outputs at layer l         (T x D)
+    r'_l   the student's input to layer l (the residual)  (T x d)
+    y_l  = O_l W_l^T + r_l - r'_l                        (T x d), the teacher's block output
+                                                          minus the student's residual
+    min_X ||O'_lK X - y_l||^2 + ridge,   X -> the kept columns of the new W_l
+
+so whatever the layers below lost, layer l makes up what it can. Everything comes from two
+sums over the tokens, G' = O'^T O' and the cross term O'^T y (`DriftStats`). `joint` fits a
+free (d_h x d) block per kept head; `rescale` (Kwon's mask tuning) one scale per kept head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .anatomy import Capture, head_dim
+from .heads import kept_from_mask, output_projection
+from .peers import _ridge_solve
+from .train import to_device
+
+SEQUENTIAL_MERGES = ("joint", "rescale")  # what the sequential fit can solve for
+
+
+@dataclass
+class DriftStats:
+    """One layer's sums over the calibration tokens (float64), student against teacher."""
+
+    gram: torch.Tensor  # (D, D): sum of o' o'^T, o' = the student's concatenated head outputs
+    cross: torch.Tensor  # (D, d): sum of o' y^T, y = the target above
+    target: float  # sum of ||y||^2
+    weight: torch.Tensor  # (d, D): the teacher's output projection of the layer
+    d_h: int
+
+    def block(self, heads) -> torch.Tensor:
+        """Column indices of the given heads' outputs in O'."""
+        return torch.cat([torch.arange(h * self.d_h, (h + 1) * self.d_h) for h in heads])
+
+
+def _layer_view(model, batch, layer: int):
+    """(head outputs O, residual input r) of `layer` on a batch: (B, T, D), (B, T, d)."""
+    with Capture(model) as cap:
+        out = model(**batch, output_hidden_states=True)
+    return cap.context[layer], out.hidden_states[layer]
+
+
+@torch.no_grad()
+def drift_stats(student, teacher, loader, layer: int, device=None) -> DriftStats:
+    """`DriftStats` of `layer` in one pass over `loader` (both models unpruned: the student's
+    pruned heads have zero columns in their output projection)."""
+    device = device or next(teacher.parameters()).device
+    student.eval()
+    teacher.eval()
+    w = output_projection(teacher, layer).weight.detach().double()
+    gram = cross = None
+    target = 0.0
+    for batch in loader:
+        batch = to_device(batch, device)
+        batch.pop("labels", None)
+        keep = batch["attention_mask"].bool()
+        o_t, r_t = _layer_view(teacher, batch, layer)
+        o_s, r_s = _layer_view(student, batch, layer)
+        o_s = o_s[keep].double()
+        y = o_t[keep].double() @ w.T + (r_t[keep] - r_s[keep]).double()
+        if gram is None:
+            gram = torch.zeros(o_s.shape[1], o_s.shape[1], dtype=torch.float64)
+            cross = torch.zeros(o_s.shape[1], y.shape[1], dtype=torch.float64)
+        gram += (o_s.T @ o_s).cpu()
+        cross += (o_s.T @ y).cpu()
+        target += float((y * y).sum())
+    return DriftStats(gram, cross, target, w.cpu(), head_dim(teacher))
+
+
+def fit_joint(stats: DriftStats, kept: list[int], rho: float) -> torch.Tensor:
+    """The new W whose kept columns X^T solve min ||O'_K X - y||^2 + ridge (others zero)."""
+    w = torch.zeros_like(stats.weight)
+    if kept:
+        cols = stats.block(kept)
+        w[:, cols] = _ridge_solve(stats.gram[cols][:, cols], stats.cross[cols], rho).T
+    return w
+
+
+def fit_rescale(stats: DriftStats, kept: list[int], rho: float) -> torch.Tensor:
+    """One scale s_h per kept head: min ||sum_h s_h O'_h W_h^T - y||^2 + ridge, with
+    <O'_h W_h^T, O'_g W_g^T> = trace(W_h G'_hg W_g^T) and <O'_h W_h^T, y> = trace(W_h X_h),
+    X_h the head's rows of the cross term; the kept columns of W are scaled (others zero)."""
+    w = torch.zeros_like(stats.weight)
+    if not kept:
+        return w
+    blocks = [stats.block([h]) for h in kept]
+    a = torch.stack([torch.stack([torch.trace(stats.weight[:, bh] @ stats.gram[bh][:, bg]
+                                              @ stats.weight[:, bg].T) for bg in blocks])
+                     for bh in blocks])
+    b = torch.stack([torch.trace(stats.weight[:, bh] @ stats.cross[bh]) for bh in blocks])
+    scales = _ridge_solve(a, b[:, None], rho)[:, 0]
+    for s, bh in zip(scales, blocks):
+        w[:, bh] = s * stats.weight[:, bh]
+    return w
+
+
+def fit_error(stats: DriftStats, new_weight: torch.Tensor, kept: list[int]) -> float:
+    """||O'_K W'_K^T - y||^2 / ||y||^2 over the calibration tokens."""
+    if not kept or stats.target == 0:
+        return 1.0
+    cols = stats.block(kept)
+    x = new_weight[:, cols].T  # (D_K, d)
+    err = (stats.target - 2 * torch.trace(x.T @ stats.cross[cols])
+           + torch.trace(x.T @ stats.gram[cols][:, cols] @ x))
+    return float(err / stats.target)
+
+
+FITS = {"joint": fit_joint, "rescale": fit_rescale}
+
+
+@torch.no_grad()
+def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
+                       rho: float = 1e-3, device=None) -> tuple[list[torch.Tensor], list[float]]:
+    """Fit the output projections of `student` (unpruned, a copy of the teacher or the
+    locator's weights) layer by layer from the bottom, writing each into it before the next
+    layer's statistics are taken. Returns the weights (pruned columns zero, for
+    `peers.merge_and_prune`) and each layer's relative fit error."""
+    if merge not in FITS:
+        raise ValueError(f"the sequential fit solves merge {' or '.join(FITS)}, not {merge!r}")
+    weights, errors = [], []
+    for l, kept in enumerate(kept_from_mask(mask)):
+        stats = drift_stats(student, teacher, loader, l, device)
+        w = FITS[merge](stats, kept, rho)
+        dense = output_projection(student, l)
+        dense.weight.copy_(w.to(dense.weight.dtype))
+        weights.append(w)
+        errors.append(fit_error(stats, w, kept))
+    return weights, errors

@@ -1,0 +1,85 @@
+"""The sequential fit: each layer's merge fitted on the model already merged below it."""
+import copy
+
+import pytest
+import torch
+
+from peerprune import anatomy, heads, peers, sequential
+from peerprune.glue import task_data
+from peerprune.models import load_model, load_tokenizer
+from peerprune.train import make_loader
+
+MASK = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_glue):
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=64,
+                         eval_examples=32)
+    return load_model("tiny", seed=2), make_loader(train, tok, 16, False)
+
+
+def test_with_every_head_kept_and_nothing_pruned_below_the_fit_gives_the_teacher_back(tiny):
+    teacher, loader = tiny
+    stats = sequential.drift_stats(copy.deepcopy(teacher), teacher, loader, 0)
+    every = list(range(4))
+    w = heads.output_projection(teacher, 0).weight.detach().double()
+    assert torch.allclose(sequential.fit_joint(stats, every, 1e-10), w, atol=1e-6)
+    assert torch.allclose(sequential.fit_rescale(stats, every, 1e-10), w, atol=1e-6)
+    assert sequential.fit_error(stats, w, every) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_each_layer_fits_its_target_at_least_as_well_as_the_independent_merge(tiny):
+    """On the statistics the sequential fit sees at each layer (the student merged below it),
+    its weights are the least-squares optimum; the teacher-fitted joint merge and Kwon's
+    teacher-fitted scales are other points of the same problem, so they fit worse."""
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)
+    kept = heads.kept_from_mask(MASK)
+    for merge, independent in (("joint", peers.joint_merge_weight),
+                               ("rescale", peers.rescale_weight)):
+        student = copy.deepcopy(teacher)
+        weights, errors = sequential.sequential_weights(student, teacher, MASK, loader, merge,
+                                                        rho=1e-10)
+        probe = copy.deepcopy(teacher)  # the same model below each layer, to compare on
+        for l, k in enumerate(kept):
+            seen = sequential.drift_stats(probe, teacher, loader, l)
+            other = independent(stats[l], k, 1e-10)
+            assert errors[l] == pytest.approx(sequential.fit_error(seen, weights[l], k), abs=1e-9)
+            assert errors[l] <= sequential.fit_error(seen, other, k) + 1e-9
+            assert errors[l] < 1.0  # better than dropping the layer's attention output
+            with torch.no_grad():
+                heads.output_projection(probe, l).weight.copy_(weights[l].float())
+        if merge == "rescale":  # one scale per kept head, pruned columns zero
+            w0 = heads.output_projection(teacher, 0).weight.detach().double()
+            for h in range(4):
+                cols = stats[0].block([h])
+                ratio = weights[0][:, cols] / w0[:, cols]
+                assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-4)
+                assert (h in kept[0]) or bool((weights[0][:, cols] == 0).all())
+
+
+def test_the_sequential_model_ends_closer_to_the_teacher_than_the_independent_merge(tiny):
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)
+    batch = next(iter(loader))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        want = teacher(**inputs, output_hidden_states=True).hidden_states[-1]
+
+    def distance(weights):
+        student = peers.merge_and_prune(copy.deepcopy(teacher), weights, MASK)
+        with torch.no_grad():
+            got = student(**inputs, output_hidden_states=True).hidden_states[-1]
+        return float(((got - want) ** 2)[batch["attention_mask"].bool()].sum())
+    independent = peers.merged_weights(stats, MASK, None, "joint", 1e-3)
+    fitted, _ = sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader,
+                                              "joint", 1e-3)
+    assert distance(fitted) < distance(independent)
+
+
+def test_only_joint_and_rescale_are_fitted_sequentially(tiny):
+    teacher, loader = tiny
+    with pytest.raises(ValueError, match="solves merge joint or rescale, not 'pairwise'"):
+        sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader, "pairwise")
