@@ -43,7 +43,8 @@ setup_env() {
 # the core path (masking, surgery, save and reload, locator, merge, the entry point), which
 # .ci/run also tests with transformers 5
 CORE_TESTS="tests/test_environment.py tests/test_heads.py tests/test_models.py
-  tests/test_encoders.py tests/test_method.py tests/test_post_training.py tests/test_own_model.py"
+  tests/test_encoders.py tests/test_method.py tests/test_post_training.py tests/test_sequential.py
+  tests/test_own_model.py"
 
 setup_tf5_env() {
   VENV="${PEERPRUNE_VENV_TF5:-.venv-tf5}"

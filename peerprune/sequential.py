@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .anatomy import Capture, head_dim
-from .heads import kept_from_mask, output_projection
+from .anatomy import head_dim
+from .heads import kept_from_mask, layers, output_projection
 from .peers import _ridge_solve
 from .train import to_device
 
@@ -46,11 +46,32 @@ class DriftStats:
         return torch.cat([torch.arange(h * self.d_h, (h + 1) * self.d_h) for h in heads])
 
 
-def _layer_view(model, batch, layer: int):
-    """(head outputs O, residual input r) of `layer` on a batch: (B, T, D), (B, T, d)."""
-    with Capture(model) as cap:
-        out = model(**batch, output_hidden_states=True)
-    return cap.context[layer], out.hidden_states[layer]
+class _Reached(Exception):
+    """Raised by a hook once the layer's inputs are seen: the layers above need not run."""
+
+
+def layer_view(model, batch, layer: int):
+    """(head outputs O, residual input r) of `layer` on a batch, (B, T, D) and (B, T, d),
+    running the model only up to that layer's output projection."""
+    seen = {}
+
+    def residual(module, args, kwargs):  # the layer's input: what its attention adds to
+        seen["r"] = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+
+    def heads_out(module, inputs, output):
+        seen["o"] = inputs[0]
+        raise _Reached
+
+    hooks = [layers(model)[layer].register_forward_pre_hook(residual, with_kwargs=True),
+             output_projection(model, layer).register_forward_hook(heads_out)]
+    try:
+        model(**batch)
+    except _Reached:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen["o"], seen["r"]
 
 
 @torch.no_grad()
@@ -67,8 +88,8 @@ def drift_stats(student, teacher, loader, layer: int, device=None) -> DriftStats
         batch = to_device(batch, device)
         batch.pop("labels", None)
         keep = batch["attention_mask"].bool()
-        o_t, r_t = _layer_view(teacher, batch, layer)
-        o_s, r_s = _layer_view(student, batch, layer)
+        o_t, r_t = layer_view(teacher, batch, layer)
+        o_s, r_s = layer_view(student, batch, layer)
         o_s = o_s[keep].double()
         y = o_t[keep].double() @ w.T + (r_t[keep] - r_s[keep]).double()
         if gram is None:

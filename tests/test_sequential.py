@@ -83,3 +83,21 @@ def test_only_joint_and_rescale_are_fitted_sequentially(tiny):
     teacher, loader = tiny
     with pytest.raises(ValueError, match="solves merge joint or rescale, not 'pairwise'"):
         sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader, "pairwise")
+
+
+def test_a_layer_s_view_stops_at_the_layer_and_equals_the_whole_pass(tiny):
+    from peerprune.anatomy import Capture
+    teacher, loader = tiny
+    batch = {k: v for k, v in next(iter(loader)).items() if k != "labels"}
+    with torch.no_grad(), Capture(teacher) as cap:
+        whole = teacher(**batch, output_hidden_states=True).hidden_states
+    for l in range(2):
+        with torch.no_grad():
+            o, r = sequential.layer_view(teacher, batch, l)
+        assert torch.equal(o, cap.context[l]) and torch.equal(r, whole[l])
+    ran = []
+    hook = heads.layers(teacher)[1].register_forward_pre_hook(lambda *a: ran.append(1))
+    with torch.no_grad():
+        sequential.layer_view(teacher, batch, 0)
+    hook.remove()
+    assert not ran  # the layers above the one asked for did not run
