@@ -16,6 +16,9 @@ on the calibration tokens, with the layers below already fitted:
 so whatever the layers below lost, layer l makes up what it can. Everything comes from two
 sums over the tokens, G' = O'^T O' and the cross term O'^T y (`DriftStats`). `joint` fits a
 free (d_h x d) block per kept head; `rescale` (Kwon's mask tuning) one scale per kept head.
+With nothing pruned below (O' = O, r' = r, so O'^T y = G W^T) they are `peers.py`'s
+`joint_merge_weight` and `rescale_weight`: the teacher-fitted merges are the first layer's
+case of these.
 """
 from __future__ import annotations
 

@@ -101,3 +101,14 @@ def test_a_layer_s_view_stops_at_the_layer_and_equals_the_whole_pass(tiny):
         sequential.layer_view(teacher, batch, 0)
     hook.remove()
     assert not ran  # the layers above the one asked for did not run
+
+
+def test_on_the_first_layer_the_fits_are_the_teacher_fitted_merges(tiny):
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)[0]
+    drift = sequential.drift_stats(copy.deepcopy(teacher), teacher, loader, 0)
+    kept = heads.kept_from_mask(MASK)[0]
+    assert torch.allclose(sequential.fit_joint(drift, kept, 1e-3),
+                          peers.joint_merge_weight(stats, kept, 1e-3), atol=1e-8)
+    assert torch.allclose(sequential.fit_rescale(drift, kept, 1e-3),
+                          peers.rescale_weight(stats, kept, 1e-3), atol=1e-8)
