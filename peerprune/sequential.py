@@ -163,3 +163,22 @@ def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
         weights.append(w)
         errors.append(fit_error(stats, w, kept))
     return weights, errors
+
+
+@torch.no_grad()
+def output_drift(student, teacher, loader, device=None) -> float:
+    """||h' - h||^2 / ||h||^2 of the encoders' last hidden states over the calibration
+    tokens: how far the pruned model's output is from the teacher's (0: the same)."""
+    device = device or next(teacher.parameters()).device
+    student.eval()
+    teacher.eval()
+    err = ref = 0.0
+    for batch in loader:
+        batch = to_device(batch, device)
+        batch.pop("labels", None)
+        keep = batch["attention_mask"].bool()
+        want = teacher(**batch, output_hidden_states=True).hidden_states[-1][keep].double()
+        got = student(**batch, output_hidden_states=True).hidden_states[-1][keep].double()
+        err += float(((got - want) ** 2).sum())
+        ref += float((want ** 2).sum())
+    return err / ref
