@@ -181,3 +181,16 @@ def test_the_options_command_lists_every_field_under_its_concern(capsys):
     args = build_parser().parse_args(["prune", "--task", "rte"])
     assert (args.profile, args.method, args.sparsity) == (
         PruneConfig.profile, [PruneConfig.method], [PruneConfig.sparsity])
+
+
+def test_a_sequential_fit_names_its_run_and_needs_a_merge_it_can_fit():
+    from peerprune.prune import PruneConfig, check_config
+    post = PruneConfig(task="mrpc", profile="smoke", method="kwon", epochs=0, merge="rescale",
+                       calibration="sequential").resolved()
+    assert post.variant == "post-rescale-sequential" and post.resolved() == post
+    tuned = PruneConfig(task="mrpc", profile="smoke", merge="joint", calibration="sequential")
+    assert tuned.resolved().variant == "sequential"
+    assert PruneConfig(task="mrpc", profile="smoke", epochs=0, method="hisp",
+                       merge="joint").resolved().variant == "post-joint"  # unchanged
+    with pytest.raises(ValueError, match="fits merge joint, rescale; this run has merge 'pairwise'"):
+        check_config(PruneConfig(task="mrpc", profile="smoke", calibration="sequential").resolved())
