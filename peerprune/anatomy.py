@@ -66,6 +66,11 @@ def contributions(context: torch.Tensor, weight: torch.Tensor, d_h: int) -> torc
                         weight.unflatten(1, (-1, d_h)))
 
 
+def head_columns(heads, d_h: int) -> torch.Tensor:
+    """Column indices of the given heads' outputs in the concatenated head outputs O."""
+    return torch.cat([torch.arange(h * d_h, (h + 1) * d_h) for h in heads])
+
+
 @dataclass
 class LayerStats:
     """Second moments of one layer's head outputs over calibration tokens (float64)."""
@@ -86,7 +91,7 @@ class LayerStats:
 
     def block(self, heads) -> torch.Tensor:
         """Column indices of the given heads' outputs in O."""
-        return torch.cat([torch.arange(h * self.d_h, (h + 1) * self.d_h) for h in heads])
+        return head_columns(heads, self.d_h)
 
 
 @torch.no_grad()

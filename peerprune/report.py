@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 from .glue import get_task
-from .prune import ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, ROLES, choice_options, default_of
+from .prune import (ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, ROLES, choice_options, default_of,
+                    valid_values)
 from .results import RESULTS_DIR, atomic_write_text, load_results
 from .sequential import SEQUENTIAL_MERGES
 
@@ -454,18 +455,21 @@ def headline_table(profile: str, results_root=None, target: float = 0.58) -> str
     return "\n".join(lines) + "\n"
 
 
-POST_RECOVERIES = ("none", "rescale", "pairwise", "joint")
-# fitted on the model merged below each layer (calibration "sequential"): shown where run
-SEQUENTIAL_RECOVERIES = tuple(f"{m}, sequential" for m in SEQUENTIAL_MERGES)
-KWON_RECOVERIES = ("rescale", "rescale, sequential")  # the rest are our merges (and none)
-
-
 def recovery_of(options: dict) -> str:
     """A post-training run's recovery, as the table names it: the merge, and how it was
     fitted when not on the teacher's own activations."""
     calibration = options.get("calibration", default_of("calibration"))
     return options["merge"] + ("" if calibration == default_of("calibration")
                                else f", {calibration}")
+
+
+POST_RECOVERIES = ("none", "rescale", "pairwise", "joint")
+# fitted on the model merged below each layer (calibration "sequential"): shown where run
+SEQUENTIAL_RECOVERIES = tuple(recovery_of({"merge": m, "calibration": "sequential"})
+                              for m in SEQUENTIAL_MERGES)
+# Kwon's rescaling, however fitted; the other recoveries but none are our merges
+KWON_RECOVERIES = tuple(recovery_of({"merge": "rescale", "calibration": c})
+                        for c in valid_values("calibration"))
 
 
 def post_training_table(profile: str, results_root=None) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .anatomy import head_dim
+from .anatomy import head_columns, head_dim
 from .heads import kept_from_mask, layers, output_projection
 from .peers import _ridge_solve
 from .train import to_device
@@ -46,7 +46,7 @@ class DriftStats:
 
     def block(self, heads) -> torch.Tensor:
         """Column indices of the given heads' outputs in O'."""
-        return torch.cat([torch.arange(h * self.d_h, (h + 1) * self.d_h) for h in heads])
+        return head_columns(heads, self.d_h)
 
 
 class _Reached(Exception):
