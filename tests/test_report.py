@@ -109,16 +109,28 @@ def test_run_all_records_its_cost_and_the_table_reads_it(tmp_path):
 
 def test_post_training_summary_counts_what_the_rows_say():
     from peerprune.report import post_training_summary
-    rows = {("mrpc", 0.58, "kwon", 0, 512): {"teacher": 86.0, "scores": {
-                "none": 80.0, "rescale": 85.0, "pairwise": 85.7, "joint": 84.0}},
-            ("mrpc", 0.75, "kwon", 0, 512): {"teacher": 86.0, "scores": {
-                "none": 81.0, "rescale": 81.0, "pairwise": 81.0, "joint": 81.0}},
-            ("mrpc", 0.75, "hisp", 0, 512): {"teacher": 86.0, "scores": {
-                "rescale": 84.0, "joint": 85.2}}}
+    def row(seconds, **scores):
+        return {"teacher": 86.0, "scores": scores, "seconds": dict.fromkeys(scores, seconds)}
+    rows = {("mrpc", 0.58, "kwon", 0, 512): row(50, none=80.0, rescale=85.0, pairwise=85.7,
+                                                joint=84.0),
+            ("mrpc", 0.75, "kwon", 0, 512): row(50, none=81.0, rescale=81.0, pairwise=81.0,
+                                                joint=81.0),
+            ("mrpc", 0.75, "hisp", 0, 512): row(300, rescale=84.0, joint=85.2)}
     lines = post_training_summary(rows)
+    # HISP's 75% path is within 1 point but took 300 s: not among the two-minute paths
     assert lines[0] == ("- mrpc: the best post-training path is within 0.5 points of the teacher "
-                        "at 58%, within 1 point at 58%, 75% (of 58%, 75%).")
+                        "at 58%, within 1 point at 58%, 75% (of 58%, 75%); in at most 120 s, "
+                        "head choice included, within 0.5 at 58%, within 1 at 58%.")
     assert lines[-1].endswith("in 2 of 3 rows.")  # a tie (an emptied layer) is not ahead
+
+
+def test_a_head_choice_read_back_costs_what_it_cost_where_it_was_made():
+    from peerprune.report import choice_seconds, path_seconds
+    made = {"wall_s": 330.0, "timings": {"locate_s": 300.0}, "choice": {"path": "c", "reused": False}}
+    read = {"wall_s": 40.0, "timings": {"locate_s": 0.5}, "choice": {"path": "c", "reused": True}}
+    seconds = choice_seconds([made, read])
+    assert seconds == {"c": 300.0}
+    assert path_seconds(made, seconds) == 330.0 and path_seconds(read, seconds) == 339.5
 
 
 def test_head_choices_keep_one_row_per_choice_and_name_what_changed_it():
