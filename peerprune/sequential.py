@@ -77,31 +77,94 @@ def layer_view(model, batch, layer: int):
     return seen["o"], seen["r"]
 
 
-@torch.no_grad()
-def drift_stats(student, teacher, loader, layer: int, device=None) -> DriftStats:
-    """`DriftStats` of `layer` in one pass over `loader` (both models unpruned: the student's
-    pruned heads have zero columns in their output projection)."""
-    device = device or next(teacher.parameters()).device
-    student.eval()
-    teacher.eval()
-    w = output_projection(teacher, layer).weight.detach().double()
+def _pair(o_s, o_t, r_s, r_t, w, keep):
+    """(O'_l, y_l) over a batch's real tokens, float64: y = O_l W_l^T + r_l - r'_l."""
+    return o_s[keep].double(), o_t[keep].double() @ w.T + (r_t[keep] - r_s[keep]).double()
+
+
+def _sums(pairs, w: torch.Tensor, d_h: int) -> DriftStats:
+    """`DriftStats` from (O', y) pairs, one a batch."""
     gram = cross = None
     target = 0.0
-    for batch in loader:
-        batch = to_device(batch, device)
-        batch.pop("labels", None)
-        keep = batch["attention_mask"].bool()
-        o_t, r_t = layer_view(teacher, batch, layer)
-        o_s, r_s = layer_view(student, batch, layer)
-        o_s = o_s[keep].double()
-        y = o_t[keep].double() @ w.T + (r_t[keep] - r_s[keep]).double()
+    for o_s, y in pairs:
         if gram is None:
             gram = torch.zeros(o_s.shape[1], o_s.shape[1], dtype=torch.float64)
             cross = torch.zeros(o_s.shape[1], y.shape[1], dtype=torch.float64)
         gram += (o_s.T @ o_s).cpu()
         cross += (o_s.T @ y).cpu()
         target += float((y * y).sum())
-    return DriftStats(gram, cross, target, w.cpu(), head_dim(teacher))
+    return DriftStats(gram, cross, target, w.cpu(), d_h)
+
+
+def _batches(loader, device):
+    for batch in loader:
+        batch = to_device(batch, device)
+        batch.pop("labels", None)
+        yield batch
+
+
+@torch.no_grad()
+def drift_stats(student, teacher, loader, layer: int, device=None) -> DriftStats:
+    """`DriftStats` of `layer` in one pass over `loader` (both models unpruned: the student's
+    pruned heads have zero columns in their output projection). This is the definition;
+    `sequential_weights` gets the same sums without rerunning the layers below."""
+    device = device or next(teacher.parameters()).device
+    student.eval()
+    teacher.eval()
+    w = output_projection(teacher, layer).weight.detach().double()
+
+    def pairs():
+        for batch in _batches(loader, device):
+            o_t, r_t = layer_view(teacher, batch, layer)
+            o_s, r_s = layer_view(student, batch, layer)
+            yield _pair(o_s, o_t, r_s, r_t, w, batch["attention_mask"].bool())
+    return _sums(pairs(), w, head_dim(teacher))
+
+
+class LayerInput:
+    """A batch as an encoder layer receives it: the hidden states, and the other arguments
+    the encoder passes every layer (the attention mask, in whatever form the layer takes);
+    `keep` marks the real tokens. `step` moves it up one layer."""
+
+    def __init__(self, model, batch):
+        seen = {}
+
+        def first(module, args, kwargs):
+            seen["args"], seen["kwargs"] = args, kwargs
+            raise _Reached
+        hook = layers(model)[0].register_forward_pre_hook(first, with_kwargs=True)
+        try:
+            model(**batch)
+        except _Reached:
+            pass
+        finally:
+            hook.remove()
+        args, self.kwargs = seen["args"], dict(seen["kwargs"])
+        if args:
+            self.hidden, self.args = args[0], args[1:]
+        else:
+            self.hidden, self.args = self.kwargs.pop("hidden_states"), ()
+        self.keep = batch["attention_mask"].bool()
+
+    def step(self, model, layer: int, heads_only: bool = False):
+        """Run `layer` of `model` on these hidden states: (its head outputs O, its output),
+        the output None when `heads_only` stops it at the output projection."""
+        seen = {}
+
+        def heads_out(module, inputs, output):
+            seen["o"] = inputs[0]
+            if heads_only:
+                raise _Reached
+        hook = output_projection(model, layer).register_forward_hook(heads_out)
+        try:
+            out = layers(model)[layer](self.hidden, *self.args, **self.kwargs)
+        except _Reached:
+            out = None
+        finally:
+            hook.remove()
+        if isinstance(out, tuple):
+            out = out[0]
+        return seen["o"], out
 
 
 def fit_joint(stats: DriftStats, kept: list[int], rho: float) -> torch.Tensor:
@@ -154,14 +217,32 @@ def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
     `peers.merge_and_prune`) and each layer's relative fit error."""
     if merge not in FITS:
         raise ValueError(f"the sequential fit solves merge {' or '.join(FITS)}, not {merge!r}")
+    device = device or next(teacher.parameters()).device
+    student.eval()
+    teacher.eval()
+    # each model's hidden states are carried up one layer at a time: every layer runs
+    # once for the teacher and twice for the student (before and after its fit)
+    t_in = [LayerInput(teacher, b) for b in _batches(loader, device)]
+    s_in = [LayerInput(student, b) for b in _batches(loader, device)]
     weights, errors = [], []
     for l, kept in enumerate(kept_from_mask(mask)):
-        stats = drift_stats(student, teacher, loader, l, device)
+        w_t = output_projection(teacher, l).weight.detach().double()
+        above = []
+
+        def pairs():
+            for t, s in zip(t_in, s_in):
+                o_t, out = t.step(teacher, l)
+                above.append(out)
+                o_s, _ = s.step(student, l, heads_only=True)
+                yield _pair(o_s, o_t, s.hidden, t.hidden, w_t, t.keep)
+        stats = _sums(pairs(), w_t, head_dim(teacher))
         w = FITS[merge](stats, kept, rho)
         dense = output_projection(student, l)
         dense.weight.copy_(w.to(dense.weight.dtype))
         weights.append(w)
         errors.append(fit_error(stats, w, kept))
+        for t, s, out in zip(t_in, s_in, above):
+            t.hidden, s.hidden = out, s.step(student, l)[1]
     return weights, errors
 
 

@@ -107,3 +107,31 @@ def test_on_the_first_layer_the_fits_are_the_teacher_fitted_merges(tiny):
                           peers.joint_merge_weight(stats, kept, 1e-3), atol=1e-8)
     assert torch.allclose(sequential.fit_rescale(drift, kept, 1e-3),
                           peers.rescale_weight(stats, kept, 1e-3), atol=1e-8)
+
+
+def test_carrying_the_hidden_states_up_fits_what_the_definition_fits_running_each_layer_thrice(
+        tiny):
+    """`sequential_weights` carries each model's hidden states up a layer at a time; fitting
+    each layer from `drift_stats` (whole passes up to the layer) gives the same weights. The
+    teacher runs each layer once and the student twice, not every layer below again."""
+    teacher, loader = tiny
+    for merge in sequential.SEQUENTIAL_MERGES:
+        student = copy.deepcopy(teacher)
+        calls = {"teacher": [0, 0], "student": [0, 0]}
+        hooks = [layer.register_forward_pre_hook(lambda *a, n=name, l=l: calls[n].__setitem__(
+                     l, calls[n][l] + 1))
+                 for name, model in (("teacher", teacher), ("student", student))
+                 for l, layer in enumerate(heads.layers(model))]
+        fast, _ = sequential.sequential_weights(student, teacher, MASK, loader, merge, 1e-3)
+        for h in hooks:
+            h.remove()
+        batches = len(loader)
+        assert calls == {"teacher": [2 * batches, batches],  # layer 0 also when its input is read
+                         "student": [3 * batches, 2 * batches]}
+        slow_student = copy.deepcopy(teacher)
+        for l, kept in enumerate(heads.kept_from_mask(MASK)):
+            stats = sequential.drift_stats(slow_student, teacher, loader, l)
+            w = sequential.FITS[merge](stats, kept, 1e-3)
+            with torch.no_grad():
+                heads.output_projection(slow_student, l).weight.copy_(w.float())
+            assert torch.allclose(fast[l], w, atol=1e-9), (merge, l)
