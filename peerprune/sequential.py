@@ -56,25 +56,10 @@ class _Reached(Exception):
 def layer_view(model, batch, layer: int):
     """(head outputs O, residual input r) of `layer` on a batch, (B, T, D) and (B, T, d),
     running the model only up to that layer's output projection."""
-    seen = {}
-
-    def residual(module, args, kwargs):  # the layer's input: what its attention adds to
-        seen["r"] = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
-
-    def heads_out(module, inputs, output):
-        seen["o"] = inputs[0]
-        raise _Reached
-
-    hooks = [layers(model)[layer].register_forward_pre_hook(residual, with_kwargs=True),
-             output_projection(model, layer).register_forward_hook(heads_out)]
-    try:
-        model(**batch)
-    except _Reached:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen["o"], seen["r"]
+    x = LayerInput(model, batch)
+    for below in range(layer):
+        x.hidden = x.step(model, below)[1]
+    return x.step(model, layer, heads_only=True)[0], x.hidden
 
 
 def _pair(o_s, o_t, r_s, r_t, w, keep):
