@@ -59,8 +59,10 @@ class Clock(dict):
 
 
 def uses_peers(c) -> bool:
-    """The peers are needed to merge, or for a fine-tuning loss that reads them."""
-    return c.merge != "none" or FINE_TUNING_LOSSES[c.distill].needs_peers
+    """The teacher's statistics (and the peers) are needed to merge on them, or for a
+    fine-tuning loss that reads the peers; the sequential fit takes its own sums."""
+    merges_on_them = c.merge != "none" and c.calibration != "sequential"
+    return merges_on_them or FINE_TUNING_LOSSES[c.distill].needs_peers
 
 
 def prune_pipeline(teacher, inputs: Inputs, c, keep: int, train_cfg, select, clock=None):
@@ -111,25 +113,25 @@ def start_model(c, teacher, located, model_name: str):
 
 def merge_and_remove(student, teacher, stats, mask, c, calib):
     """Steps 4 and 5: with peers, assign each pruned head its most similar kept head (on the
-    teacher's statistics), fold it in (`c.merge`) and remove the pruned heads; without,
-    remove them. Returns the assignment and what the run records (reconstruction errors,
-    the peers)."""
+    teacher's statistics); fold the pruned heads in (`c.merge`: on those statistics, or
+    layer by layer on the model merged below, `sequential`) and remove them; with neither,
+    remove them. Returns the assignment and what the run records (reconstruction or fit
+    errors, the peers)."""
     n_layers = mask.shape[0]
     assignment, record = [{} for _ in range(n_layers)], {}
-    if stats is not None:
+    if stats is not None:  # the peers: for the pairwise merge and the peer loss
         assignment = peers.assign_peers(anatomy.similarity(stats, "cosine"), mask)
+    if c.calibration == "sequential":  # each layer fitted on the model merged below it
+        weights, record["sequential_fit_error"] = sequential.sequential_weights(
+            student, teacher, mask, calib, c.merge, c.rho)
+        peers.merge_and_prune(student, weights, mask)
+    elif stats is not None:  # fitted on the teacher's statistics (or the locator's)
         own = stats if c.init == "teacher" else anatomy.collect_stats(student, calib)
         kept = heads.kept_from_mask(mask)
-        plain = [s.weight for s in own]
+        weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
         record["reconstruction_error"] = {
-            "none": [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, plain, kept)]}
-        if c.calibration == "sequential":  # each layer fitted on the model merged below it
-            weights, record["sequential_fit_error"] = sequential.sequential_weights(
-                student, teacher, mask, calib, c.merge, c.rho)
-        else:
-            weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
-            record["reconstruction_error"][c.merge] = [
-                peers.reconstruction_error(s, w, k) for s, w, k in zip(own, weights, kept)]
+            m: [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, ws, kept)]
+            for m, ws in (("none", [s.weight for s in own]), (c.merge, weights))}
         peers.merge_and_prune(student, weights, mask)
     else:
         heads.prune(student, mask)

@@ -664,8 +664,38 @@ def pipeline_table(results_root=None) -> str:
             + " | ".join(row) + " |\n")
 
 
+def post_training_speed_table(results_root=None) -> str:
+    """Markdown of results/post_training_speed.json (written by benchmarks/post_training.py):
+    each post-training path timed alone from a fine-tuned teacher, its head choice made in
+    the run; `FAST_PATH_S` is the budget the run is held to."""
+    import json
+    path = Path(results_root or RESULTS_DIR) / "post_training_speed.json"
+    if not path.is_file():
+        return "_No timed post-training path yet: run `python benchmarks/post_training.py`._\n"
+    rows = sorted(json.loads(path.read_text()), key=lambda r: (
+        r["task"], r["sparsity"], r["method"], r["ablation"], r["merge"], r["calibration"],
+        r["threads"]))
+    head = ["task", "heads removed", "mask", "recovery", "threads (cores)",
+            "head choice / merge / evaluation (s)", "run (s)", "whole command (s)",
+            f"run within {FAST_PATH_S:.0f} s", "teacher", "score", "below the teacher"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        t = r["timings"]
+        mask = r["method"] + ("" if r["ablation"] == "default" else f", {r['ablation']}")
+        lines.append("| " + " | ".join([
+            r["task"], f"{r['sparsity']:.0%}", mask, recovery_of(r),
+            f"{r['threads']} ({r['cores']})",
+            f"{t.get('locate_s', 0):.0f} / {t.get('merge_s', 0):.0f} / "
+            f"{t.get('evaluate_s', 0):.0f}",
+            f"{r['wall_s']:.0f}", f"{r['command_s']:.0f}",
+            "yes" if r["wall_s"] <= FAST_PATH_S else "no", _fmt(r["teacher_score"]),
+            _fmt(r["score"]), _fmt(r["teacher_score"] - r["score"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # Tables that belong to no profile: README sections `<!-- table:NAME -->`.
-GLOBAL_TABLES = {"benchmark": benchmark_table, "pipeline": pipeline_table}
+GLOBAL_TABLES = {"benchmark": benchmark_table, "pipeline": pipeline_table,
+                 "post-training-speed": post_training_speed_table}
 
 
 def replace_section(text: str, name: str, profile: str | None, body: str) -> tuple[str, bool]:

@@ -107,3 +107,41 @@ def test_pipeline_benchmark_times_both_runs_from_nothing(tmp_path, shared_glue, 
         assert row["method_choice_reused"] is False and row["method_timings"]["locate_s"] > 0
     assert rows[0]["method_score"] == rows[1]["method_score"]  # and the seed fixes the result
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results").exists()
+
+
+def test_post_training_timing_runs_the_path_it_names(shared_glue, tmp_path, monkeypatch):
+    """The timed command is the post-training path of the results files: from the trained
+    teacher's folder, in a scratch folder, it scores what the ordinary run scores."""
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.report import post_training_speed_table
+    from peerprune.teacher import train_teacher
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    train_teacher("rte", "smoke", lr=1e-3)
+    ordinary = {c: run_pruning(PruneConfig(task="rte", profile="smoke", method="kwon", epochs=0,
+                                           sparsity=0.5, merge="joint", calibration=c))
+                for c in ("teacher", "sequential")}
+    before = sorted(tmp_path.glob("results/smoke/**/*.json"))
+    script = SCRIPT.parent / "post_training.py"
+    args = ["--profile", "smoke", "--task", "rte", "--sparsity", "0.5", "--method", "kwon",
+            "--merge", "joint", "pairwise", "--calibration", "teacher", "sequential",
+            "--threads", "1"]
+    p = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "results/post_training_speed.json").read_text())
+    # pairwise has no sequential fit: three paths, each timed once
+    assert sorted((r["merge"], r["calibration"]) for r in rows) == [
+        ("joint", "sequential"), ("joint", "teacher"), ("pairwise", "teacher")]
+    for r in rows:
+        assert r["threads"] == r["torch_threads"] == 1
+        assert r["command_s"] > r["wall_s"] > 0 and not r["choice_reused"]  # chosen in the run
+        if r["merge"] == "joint":
+            assert r["score"] == ordinary[r["calibration"]]["score"]
+    assert sorted(tmp_path.glob("results/smoke/**/*.json")) == before  # it wrote in its scratch
+    p = subprocess.run([sys.executable, str(script), *args[:-8], "--merge", "joint",
+                        "--threads", "1"], cwd=tmp_path, capture_output=True, text=True)
+    rows = json.loads((tmp_path / "results/post_training_speed.json").read_text())
+    assert p.returncode == 0 and len(rows) == 3  # a rerun replaces its row
+    table = post_training_speed_table(tmp_path / "results")
+    assert table.count("| rte | 50% | kwon | joint") == 2 and "| 1 (" in table
