@@ -477,8 +477,9 @@ def post_training_table(profile: str, results_root=None) -> str:
     teacher, the pruned model with each recovery (`none` = the teacher masked, `rescale` =
     Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
     path and of the slowest (`path_seconds`: head choice included), and the fine-tuned
-    method at that sparsity for comparison (seed 0). A mask made under an ablation that
-    changes the choice (`choice_ablations`) is its own row."""
+    method at that sparsity for comparison (seed 0). A mask made under other options of the
+    choice (`choice_label`: an ablation that changes it, a non-default option) is its own
+    row."""
     rows: dict[tuple, dict] = {}
     method_runs = {}
     runs = load_results(results_root, profile=profile)
@@ -490,7 +491,10 @@ def post_training_table(profile: str, results_root=None) -> str:
             if r["method"] == "apd" and r["variant"] == "default" and r["seed"] == 0:
                 method_runs[(r["task"], r["target_sparsity"])] = r["score"]
             continue
-        mask = ", ".join([r["method"], *choice_ablations(r["options"])])
+        # a mask made under other options of the choice is its own row (the calibration
+        # sample's size has a column)
+        mask = ", ".join([r["method"], *choice_label(r["options"], r["method"],
+                                                     leave_out=("calib_examples",))])
         key = (r["task"], r["target_sparsity"], mask, r["seed"],
                r["options"].get("calib_examples", default_of("calib_examples")))
         row = rows.setdefault(key, {"teacher": r["teacher_score"], "metric": r["metric"],
@@ -547,16 +551,23 @@ def head_choices(frame) -> dict[str, list[int]]:
     the choice away from its default, and the share of heads removed."""
     rows = {}
     for r in frame[(frame["method"] != "dense") & (frame["seed"] == 0)].itertuples():
-        named = choice_ablations(r.options)
-        covered = {k for a in named for k in ABLATIONS[a]}
-        other = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                 for k, v in sorted(choice_options(r.options).items())
-                 if ROLES[k]["group"] != "run" and k not in covered and v != default_of(k)
-                 and r.method in (ROLES[k]["methods"] or (r.method,))]
-        label = ", ".join(named + other)
+        label = ", ".join(choice_label(r.options, r.method))
         rows[f"{r.task} {r.method}" + (f" ({label})" if label else "")
              + f" {r.target_sparsity:.0%}"] = list(r.heads_per_layer)
     return dict(sorted(rows.items()))
+
+
+def choice_label(options: dict, method: str, leave_out=()) -> list[str]:
+    """What sets a run's head choice apart from its method's default one: the ablations that
+    change the choice (`choice_ablations`), then any other option of the choice (of this
+    method) away from its default, as `name=value`; none of `leave_out`."""
+    named = choice_ablations(options)
+    covered = {k for a in named for k in ABLATIONS[a]}
+    other = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+             for k, v in sorted(choice_options(options).items())
+             if ROLES[k]["group"] != "run" and k not in covered and k not in leave_out
+             and v != default_of(k) and method in (ROLES[k]["methods"] or (method,))]
+    return named + other
 
 
 def post_training_summary(rows: dict[tuple, dict]) -> list[str]:

@@ -157,3 +157,27 @@ def test_head_choices_keep_one_row_per_choice_and_name_what_changed_it():
     assert head_choices(frame) == {"mrpc apd (uniform) 58%": [2, 3], "mrpc hisp 58%": [3, 2],
                                    "mrpc kwon (calib_examples=128) 58%": [4, 1],
                                    "mrpc kwon 58%": [5, 5]}
+
+
+def test_post_training_rows_part_masks_made_under_other_choice_options(tmp_path):
+    from peerprune.report import post_training_table
+    from peerprune.results import write_json
+
+    def save(name, score, **fields):
+        c = PruneConfig(task="mrpc", profile="full", epochs=0, sparsity=0.75,
+                        **fields).resolved()
+        write_json(tmp_path / "full" / "minilm" / "mrpc" / f"{name}.json", {
+            "task": "mrpc", "profile": "full", "model": "minilm", "method": c.method,
+            "distill": c.distill, "variant": c.variant, "target_sparsity": 0.75, "seed": 0,
+            "score": score, "teacher_score": 86.87, "metric": "f1", "wall_s": 60.0,
+            "timings": {"locate_s": 30.0}, "choice": {"path": name, "reused": False},
+            "train": {"epochs": 0}, "options": {k: getattr(c, k) for k in c.__dataclass_fields__}})
+    save("a", 85.0, method="hisp", merge="joint")
+    save("b", 84.0, method="hisp", merge="joint", hisp_step=0.25)  # another choice: its own row
+    save("c", 83.0, method="kwon", merge="joint", calib_examples=128)  # its size has a column
+    rows = [line for line in post_training_table("full", tmp_path).splitlines()
+            if line.startswith("| mrpc")]
+    assert len(rows) == 3
+    assert "| hisp | 0 | 512 | 86.87 |" in rows[0] and "| 85.00 |" in rows[0]
+    assert "| hisp, hisp_step=0.25 | 0 | 512 |" in rows[1] and "| 84.00 |" in rows[1]
+    assert "| kwon | 0 | 128 |" in rows[2]
