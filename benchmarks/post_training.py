@@ -2,7 +2,7 @@
 
     python benchmarks/post_training.py --task mrpc --sparsity 0.58 0.75 --method kwon \
         [--ablation default one-per-layer] [--merge joint] [--calibration teacher sequential] \
-        [--threads 2]
+        [--calib-examples 512 2048] [--threads 2]
 
 The wall times in the results files were measured beside another job, on one thread each.
 This times each path as a user would run it: one `python -m peerprune prune --epochs 0`
@@ -41,8 +41,8 @@ def teacher_folder(task: str, profile: str) -> Path:
     return folder
 
 
-def time_path(task, sparsity, method, ablation, merge, calibration, threads, profile,
-              teacher: Path) -> dict:
+def time_path(task, sparsity, method, ablation, merge, calibration, calib_examples, threads,
+              profile, teacher: Path) -> dict:
     """One post-training path as one command in a fresh scratch folder: its result and the
     command's wall time."""
     glue = os.environ.get("PEERPRUNE_GLUE_DIR")
@@ -57,6 +57,8 @@ def time_path(task, sparsity, method, ablation, merge, calibration, threads, pro
                "--method", method, "--sparsity", str(sparsity), "--epochs", "0", "--merge",
                merge, "--calibration", calibration, "--ablation", ablation,
                "--teacher", str(teacher)]
+        if calib_examples is not None:
+            cmd += ["--calib-examples", str(calib_examples)]
         start = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=scratch, env=env)
         seconds = time.perf_counter() - start
@@ -93,6 +95,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--ablation", nargs="+", default=["default"])
     ap.add_argument("--merge", nargs="+", default=["joint"])
     ap.add_argument("--calibration", nargs="+", default=["teacher"])
+    ap.add_argument("--calib-examples", nargs="+", type=int, default=[None],
+                    help="calibration sample sizes (default: the profile's)")
     ap.add_argument("--threads", nargs="+", type=int, default=[2])
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -100,13 +104,13 @@ def main(argv=None) -> list[dict]:
     rows = json.loads(args.out.read_text()) if args.out.is_file() else []
     for task in args.task:
         teacher = teacher_folder(task, args.profile)
-        for sparsity, method, abl, merge, calib, threads in itertools.product(
+        for sparsity, method, abl, merge, calib, n, threads in itertools.product(
                 args.sparsity, args.method, args.ablation, args.merge, args.calibration,
-                args.threads):
+                args.calib_examples, args.threads):
             if calib == "sequential" and merge not in SEQUENTIAL_MERGES:
                 continue  # the sequential fit solves joint and rescale only
-            row = time_path(task, sparsity, method, abl, merge, calib, threads, args.profile,
-                            teacher)
+            row = time_path(task, sparsity, method, abl, merge, calib, n, threads,
+                            args.profile, teacher)
             print(json.dumps(row), flush=True)
             rows = upsert(rows, row)
             atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")

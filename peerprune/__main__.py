@@ -31,7 +31,7 @@ def _teacher(args) -> None:
 
 
 def _prune(args) -> None:
-    from .prune import PruneConfig, ablation, check_config, run_pruning
+    from .prune import PruneConfig, ablation, check_config, run_pruning, with_calib_examples
     p = get_profile(args.profile)
     if args.data:  # your own data: one task, named by --task or the file
         from .glue import csv_task
@@ -52,6 +52,8 @@ def _prune(args) -> None:
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for merge in args.merge or [None]
                for calibration in args.calibration for name in args.ablation]
+    if args.calib_examples:
+        configs = [with_calib_examples(c, n) for c in configs for n in args.calib_examples]
     for c in configs:  # refuse a bad setting before any run starts
         check_config(c.resolved())
     for c in configs:
@@ -137,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--merge", nargs="+", help=option_help("merge") + several)
     pr.add_argument("--calibration", nargs="+", default=[default_of("calibration")],
                     help=option_help("calibration") + several)
+    pr.add_argument("--calib-examples", nargs="+", type=int, metavar="N",
+                    help=f"{option_help('calib_examples')}: its size, named in the variant "
+                         f"(calib128) when not the profile's{several} (default: the "
+                         f"profile's, {default_of('calib_examples')} unless it says)")
     pr.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first: the criteria it registers with "
                          "peerprune.selectors.register become methods, the losses it "

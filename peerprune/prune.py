@@ -361,6 +361,19 @@ def ablation(config: PruneConfig, name: str) -> PruneConfig:
     return replace(config, variant=name, **ABLATIONS[name])
 
 
+def with_calib_examples(config: PruneConfig, n: int) -> PruneConfig:
+    """The same run on a calibration sample of `n` examples; a size other than the run's
+    own is named in its variant (`calib128`), so that its results file has a name of its
+    own."""
+    if n == config.calib_examples:
+        return config
+    if n < 1:
+        raise ValueError(f"calib_examples must be at least 1, got {n}")
+    name = f"calib{n}"
+    return replace(config, calib_examples=n,
+                   variant=name if config.variant == "default" else f"{config.variant}-{name}")
+
+
 def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_root=None) -> dict:
     """Prune, recover, fine-tune, evaluate, save; return the result record. A finished run
     with the same configuration is read back, not rerun."""

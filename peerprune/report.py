@@ -685,8 +685,8 @@ def post_training_speed_table(results_root=None) -> str:
         return "_No timed post-training path yet: run `python benchmarks/post_training.py`._\n"
     rows = sorted(json.loads(path.read_text()), key=lambda r: (
         r["task"], r["sparsity"], r["method"], r["ablation"], r["merge"], r["calibration"],
-        r["threads"]))
-    head = ["task", "heads removed", "mask", "recovery", "threads (cores)",
+        r["calib_examples"], r["threads"]))
+    head = ["task", "heads removed", "mask", "recovery", "calibration", "threads (cores)",
             "head choice / merge / evaluation (s)", "run (s)", "whole command (s)",
             f"run within {FAST_PATH_S:.0f} s", "teacher", "score", "below the teacher"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -694,7 +694,7 @@ def post_training_speed_table(results_root=None) -> str:
         t = r["timings"]
         mask = r["method"] + ("" if r["ablation"] == "default" else f", {r['ablation']}")
         lines.append("| " + " | ".join([
-            r["task"], f"{r['sparsity']:.0%}", mask, recovery_of(r),
+            r["task"], f"{r['sparsity']:.0%}", mask, recovery_of(r), str(r["calib_examples"]),
             f"{r['threads']} ({r['cores']})",
             f"{t.get('locate_s', 0):.0f} / {t.get('merge_s', 0):.0f} / "
             f"{t.get('evaluate_s', 0):.0f}",

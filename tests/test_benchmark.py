@@ -140,8 +140,12 @@ def test_post_training_timing_runs_the_path_it_names(shared_glue, tmp_path, monk
             assert r["score"] == ordinary[r["calibration"]]["score"]
     assert sorted(tmp_path.glob("results/smoke/**/*.json")) == before  # it wrote in its scratch
     p = subprocess.run([sys.executable, str(script), *args[:-8], "--merge", "joint",
-                        "--threads", "1"], cwd=tmp_path, capture_output=True, text=True)
+                        "--calib-examples", "64", "32", "--threads", "1"], cwd=tmp_path,
+                       capture_output=True, text=True)
     rows = json.loads((tmp_path / "results/post_training_speed.json").read_text())
-    assert p.returncode == 0 and len(rows) == 3  # a rerun replaces its row
+    # 64 is the smoke profile's own sample: that row is replaced, the 32-example one added
+    assert p.returncode == 0 and len(rows) == 4
+    assert sorted(r["calib_examples"] for r in rows) == [32, 64, 64, 64]
     table = post_training_speed_table(tmp_path / "results")
-    assert table.count("| rte | 50% | kwon | joint") == 2 and "| 1 (" in table
+    assert table.count("| rte | 50% | kwon | joint | 64 | 1 (") == 1
+    assert table.count("| rte | 50% | kwon | joint | 32 | 1 (") == 1

@@ -194,3 +194,15 @@ def test_a_sequential_fit_names_its_run_and_needs_a_merge_it_can_fit():
                        merge="joint").resolved().variant == "post-joint"  # unchanged
     with pytest.raises(ValueError, match="fits merge joint, rescale; this run has merge 'pairwise'"):
         check_config(PruneConfig(task="mrpc", profile="smoke", calibration="sequential").resolved())
+
+
+def test_a_calibration_size_of_its_own_is_named_in_the_variant():
+    from peerprune.prune import ablation, with_calib_examples
+    c = PruneConfig.for_profile("full", "mrpc", method="kwon", epochs=0, merge="joint")
+    assert with_calib_examples(c, 512) is c  # the profile's own size: the same run
+    small = with_calib_examples(c, 128)
+    assert small.calib_examples == 128 and small.resolved().variant == "post-joint-calib128"
+    big = with_calib_examples(ablation(c, "one-per-layer"), 2048)
+    assert big.resolved().variant == "post-joint-one-per-layer-calib2048"
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        with_calib_examples(c, 0)
