@@ -577,8 +577,9 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
     on how many masks the better merge is ahead of Kwon's rescaling."""
     best: dict[tuple, float] = {}
     fast: dict[tuple, float] = {}
-    ahead = compared = 0
-    for (task, target, *_), row in rows.items():
+    ahead = level = 0
+    behind: list[str] = []
+    for (task, target, mask, seed, *_), row in rows.items():
         scores = row["scores"]
         gap = row["teacher"] - max(scores.values())
         best[(task, target)] = min(best.get((task, target), gap), gap)
@@ -589,8 +590,10 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
         merged = [v for m, v in scores.items() if m != "none" and m not in KWON_RECOVERIES]
         kwon = [v for m, v in scores.items() if m in KWON_RECOVERIES]
         if merged and kwon:
-            compared += 1
             ahead += max(merged) > max(kwon)
+            level += max(merged) == max(kwon)
+            if max(merged) < max(kwon):
+                behind.append(f"{task} {target:.0%} {mask}" + (f" seed {seed}" if seed else ""))
     def within(gaps: dict[tuple, float], task: str, tol: float) -> str:
         return ", ".join(f"{x:.0%}" for (t, x), gap in sorted(gaps.items())
                          if t == task and gap <= tol) or "none"
@@ -602,8 +605,10 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
                      f"{within(best, task, 1.0)} (of {', '.join(f'{x:.0%}' for x in points)}); "
                      f"in at most {FAST_PATH_S:.0f} s, head choice included, within 0.5 at "
                      f"{within(fast, task, 0.5)}, within 1 at {within(fast, task, 1.0)}.")
+    compared = ahead + level + len(behind)
     lines.append(f"- The best of our merges is ahead of the best of Kwon's rescalings on the "
-                 f"same mask in {ahead} of {compared} rows.")
+                 f"same mask in {ahead} of {compared} rows, level in {level}, behind in "
+                 f"{len(behind)}" + (f" ({', '.join(behind)})." if behind else "."))
     return lines
 
 

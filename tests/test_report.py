@@ -121,7 +121,11 @@ def test_post_training_summary_counts_what_the_rows_say():
     assert lines[0] == ("- mrpc: the best post-training path is within 0.5 points of the teacher "
                         "at 58%, within 1 point at 58%, 75% (of 58%, 75%); in at most 120 s, "
                         "head choice included, within 0.5 at 58%, within 1 at 58%.")
-    assert lines[-1].endswith("in 2 of 3 rows.")  # a tie (an emptied layer) is not ahead
+    # a tie (an emptied layer) is not ahead; a row behind is named
+    assert lines[-1].endswith("in 2 of 3 rows, level in 1, behind in 0.")
+    rows[("mrpc", 0.83, "apd", 0, 512)] = row(50, rescale=83.0, joint=82.0)
+    assert post_training_summary(rows)[-1].endswith(
+        "in 2 of 4 rows, level in 1, behind in 1 (mrpc 83% apd).")
 
 
 def test_a_head_choice_read_back_costs_what_it_cost_where_it_was_made():
