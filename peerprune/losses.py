@@ -65,7 +65,8 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
         w_s = output_projection(student, l).weight
         w_t = output_projection(teacher, l).weight
         c_s = contributions(student_cap.context[l], w_s, d_h)[tokens]  # (n, R, d)
-        c_t = contributions(teacher_cap.context[l], w_t, d_h)[tokens]  # (n, H, d)
+        # the teacher's on its real tokens only: the same numbers, a fraction of the work
+        c_t = contributions(teacher_cap.context[l][tokens][None], w_t, d_h)[0]  # (n, H, d)
         if joint:
             s, t = c_s.sum(1), c_t.sum(1)
             total = total + ((s - t) ** 2).sum() / (t ** 2).sum().clamp_min(1e-12)

@@ -122,6 +122,44 @@ def test_peer_loss_zero_at_target_and_positive_otherwise(data):
     assert float(peer_loss(s, t, merged, teacher, groups, tokens, 8)) > 0
 
 
+def test_peer_loss_keeps_the_numbers_of_the_committed_runs(data):
+    """The teacher's contributions are computed on the real tokens only; the loss and its
+    gradient must be bit for bit those of the form the committed runs used (contributions of
+    every position, padding dropped afterwards), on a batch that has padding."""
+    from peerprune.losses import group_matrix
+    teacher, batch, tokens = _teacher_and_batch(data)
+    assert not tokens.all()  # the batch pads some sequences
+    mask = torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 0]])
+    groups = peers.peer_groups([{1: 0, 3: 2}, {0: 1, 3: 2}], mask)
+    student = copy.deepcopy(teacher)
+    heads.prune(student, mask)
+    with torch.no_grad(), Capture(teacher) as t:
+        teacher(**batch)
+
+    def committed_form(s):
+        total = 0.0
+        for l, layer_groups in enumerate(groups):
+            c_s = anatomy.contributions(s.context[l], heads.output_projection(student, l).weight, 8)
+            c_t = anatomy.contributions(t.context[l], heads.output_projection(teacher, l).weight, 8)
+            target = torch.einsum("nhd,hr->nrd", c_t[tokens], group_matrix(layer_groups, 4))
+            err = ((c_s[tokens] - target) ** 2).sum(dim=(0, 2))
+            total = total + (err / (target ** 2).sum(dim=(0, 2)).clamp_min(1e-12)).sum()
+        return total
+
+    results = []
+    for loss in (committed_form, lambda s: peer_loss(s, t, student, teacher, groups, tokens, 8)):
+        student.zero_grad()
+        with Capture(student) as s:
+            student(**batch)
+        value = loss(s)
+        value.backward()
+        results.append((value.detach(), [p.grad.clone() for p in student.parameters()
+                                         if p.grad is not None]))
+    (v0, g0), (v1, g1) = results
+    assert v0 > 0 and torch.equal(v0, v1)
+    assert len(g0) == len(g1) > 0 and all(torch.equal(a, b) for a, b in zip(g0, g1))
+
+
 def test_absorbing_only_peer_loss_ignores_heads_without_a_pruned_peer(data):
     teacher, batch, tokens = _teacher_and_batch(data)
     mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 1, 0]])
