@@ -64,8 +64,10 @@ def peer_loss(student_cap, teacher_cap, student, teacher, groups, tokens, d_h: i
             continue
         w_s = output_projection(student, l).weight
         w_t = output_projection(teacher, l).weight
+        # the student's on every position, then the real tokens: taken the other way round its
+        # weight gradient would be summed in another order (other rounding, other runs)
         c_s = contributions(student_cap.context[l], w_s, d_h)[tokens]  # (n, R, d)
-        # the teacher's on its real tokens only: the same numbers, a fraction of the work
+        # the teacher's (no gradient) on its real tokens only: the same numbers, less work
         c_t = contributions(teacher_cap.context[l][tokens][None], w_t, d_h)[0]  # (n, H, d)
         if joint:
             s, t = c_s.sum(1), c_t.sum(1)

@@ -574,7 +574,8 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
     """Lines computed from the post-training rows: per task, the sparsities at which the best
     path (any mask, any recovery) is within 0.5 and within 1 point of the teacher, and the
     same among the paths that took at most `FAST_PATH_S` seconds, head choice included; and
-    on how many masks the better merge is ahead of Kwon's rescaling."""
+    on how many masks the better merge is ahead of Kwon's rescaling, level with it (a mask
+    that empties a layer leaves every recovery at the same score) and behind it (named)."""
     best: dict[tuple, float] = {}
     fast: dict[tuple, float] = {}
     ahead = level = 0
