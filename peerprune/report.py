@@ -591,9 +591,10 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
         merged = [v for m, v in scores.items() if m != "none" and m not in KWON_RECOVERIES]
         kwon = [v for m, v in scores.items() if m in KWON_RECOVERIES]
         if merged and kwon:
-            ahead += max(merged) > max(kwon)
-            level += max(merged) == max(kwon)
-            if max(merged) < max(kwon):
+            ours, theirs = max(merged), max(kwon)
+            ahead += ours > theirs
+            level += ours == theirs
+            if ours < theirs:
                 behind.append(f"{task} {target:.0%} {mask}" + (f" seed {seed}" if seed else ""))
     def within(gaps: dict[tuple, float], task: str, tol: float) -> str:
         return ", ".join(f"{x:.0%}" for (t, x), gap in sorted(gaps.items())
