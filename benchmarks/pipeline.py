@@ -5,8 +5,9 @@
 Runs, each in its own fresh process so that peak memory is its own: (1) the dense
 fine-tune (the profile's teacher at its first learning rate), (2) the method (`apd`:
 locator, merge, peer-distillation fine-tuning) on that teacher, with the same epochs.
-Prints wall times, peak resident memory and their ratios, and writes
-results/pipeline_benchmark.json. Both runs start from nothing, in a scratch folder of their
+Prints wall times, peak resident memory and their ratios, and writes them to
+results/pipeline_benchmark.json, one row per profile, task and sparsity (a rerun replaces
+its row). Both runs start from nothing, in a scratch folder of their
 own (results, checkpoints, head choices, tokenised data), so that a run or a head choice
 already on disk is never read back instead of timed; `--work DIR` keeps that folder.
 """
@@ -20,10 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peerprune.results import atomic_write_text
+from peerprune.results import atomic_write_text, read_rows, upsert_row
 
 CHILD = r"""
 import json, resource, sys, time
+import torch
 from peerprune.profiles import get_profile
 what, profile, task, sparsity = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 from peerprune.glue import get_task
@@ -36,6 +38,7 @@ else:
     from peerprune.prune import PruneConfig, run_pruning
     r = run_pruning(PruneConfig.for_profile(p, task, method="apd", sparsity=sparsity))
 print(json.dumps({"what": what, "wall_s": r["wall_s"], "score": r["score"],
+                  "torch_threads": torch.get_num_threads(),
                   "timings": r.get("timings", {}),
                   "choice_reused": r.get("choice", {}).get("reused"),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -56,19 +59,23 @@ def run(what: str, args, work: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+KEY = ("profile", "task", "sparsity")  # what a row measures; a rerun of it replaces it
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--task", default="mrpc")
     ap.add_argument("--sparsity", type=float, default=0.58)
     ap.add_argument("--work", help="the scratch folder (default: a temporary one, removed)")
-    ap.add_argument("--out", default="results/pipeline_benchmark.json")
+    ap.add_argument("--out", type=Path, default=Path("results/pipeline_benchmark.json"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pipeline-benchmark-") as scratch:
         work = Path(args.work or scratch)
         work.mkdir(parents=True, exist_ok=True)
         dense, method = run("dense", args, work), run("apd", args, work)
     row = {"profile": args.profile, "task": args.task, "sparsity": args.sparsity,
+           "torch_threads": dense["torch_threads"], "cores": os.cpu_count(),
            "dense_wall_s": dense["wall_s"], "method_wall_s": method["wall_s"],
            "wall_ratio": round(method["wall_s"] / dense["wall_s"], 2),
            "method_timings": method["timings"], "method_choice_reused": method["choice_reused"],
@@ -77,7 +84,7 @@ def main(argv=None) -> dict:
            "memory_ratio": round(method["peak_rss_mb"] / dense["peak_rss_mb"], 2),
            "dense_score": dense["score"], "method_score": method["score"]}
     print(json.dumps(row, indent=2))
-    atomic_write_text(Path(args.out), json.dumps(row, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(upsert_row(read_rows(args.out), row, KEY), indent=2) + "\n")
     return row
 
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from peerprune.results import atomic_write_text
+from peerprune.results import atomic_write_text, read_rows, upsert_row
 
 ROOT = Path(__file__).resolve().parents[1]  # the package the commands import
 OUT = Path("results") / "post_training_speed.json"  # like every results folder: from here
@@ -80,12 +80,6 @@ KEY = ("task", "sparsity", "method", "ablation", "merge", "calibration", "thread
        "calib_examples")
 
 
-def upsert(rows: list[dict], new: dict) -> list[dict]:
-    """`rows` with `new` in place of the row of the same path and thread count."""
-    same = lambda r: all(r.get(k) == new[k] for k in KEY)  # noqa: E731
-    return [r for r in rows if not same(r)] + [new]
-
-
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="full")
@@ -101,7 +95,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     from peerprune.sequential import SEQUENTIAL_MERGES
-    rows = json.loads(args.out.read_text()) if args.out.is_file() else []
+    rows = read_rows(args.out)
     for task in args.task:
         teacher = teacher_folder(task, args.profile)
         for sparsity, method, abl, merge, calib, n, threads in itertools.product(
@@ -112,7 +106,7 @@ def main(argv=None) -> list[dict]:
             row = time_path(task, sparsity, method, abl, merge, calib, n, threads,
                             args.profile, teacher)
             print(json.dumps(row), flush=True)
-            rows = upsert(rows, row)
+            rows = upsert_row(rows, row, KEY)
             atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")
     return rows
 

@@ -9,9 +9,10 @@ import re
 from pathlib import Path
 
 from .glue import get_task
+from .profiles import PROFILES
 from .prune import (ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, ROLES, choice_options, default_of,
                     valid_values)
-from .results import RESULTS_DIR, atomic_write_text, load_results
+from .results import RESULTS_DIR, atomic_write_text, load_results, read_rows
 from .sequential import SEQUENTIAL_MERGES
 
 
@@ -645,11 +646,9 @@ TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table,
 
 def benchmark_table(results_root=None) -> str:
     """Markdown of results/benchmark.json (written by benchmarks/speed.py)."""
-    import json
-    path = Path(results_root or RESULTS_DIR) / "benchmark.json"
-    if not path.is_file():
+    rows = read_rows(Path(results_root or RESULTS_DIR) / "benchmark.json")
+    if not rows:
         return "_No benchmark yet: run `python benchmarks/speed.py`._\n"
-    rows = json.loads(path.read_text())
     head = ["heads removed", "heads kept", "batch", "seq len", "device", "threads", "dense ms",
             "pruned ms", "speed-up", "FLOPs-predicted", "measured / predicted"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -663,34 +662,39 @@ def benchmark_table(results_root=None) -> str:
 
 
 def pipeline_table(results_root=None) -> str:
-    """Markdown of results/pipeline_benchmark.json (written by benchmarks/pipeline.py)."""
-    import json
-    path = Path(results_root or RESULTS_DIR) / "pipeline_benchmark.json"
-    if not path.is_file():
+    """Markdown of results/pipeline_benchmark.json (written by benchmarks/pipeline.py), one
+    line per profile, task and sparsity."""
+    rows = read_rows(Path(results_root or RESULTS_DIR) / "pipeline_benchmark.json")
+    if not rows:
         return "_No pipeline benchmark yet: run `python benchmarks/pipeline.py`._\n"
-    r = json.loads(path.read_text())
-    t = r["method_timings"]
-    head = ["profile", "task", "heads removed", "dense fine-tune (s)", "method (s)",
-            "of which locator / merge / fine-tune (s)", "time ratio", "dense peak RSS (MB)",
-            "method peak RSS (MB)", "memory ratio", "dense score", "method score"]
-    row = [r["profile"], r["task"], f"{r['sparsity']:.0%}", f"{r['dense_wall_s']:.0f}",
-           f"{r['method_wall_s']:.0f}",
-           f"{t.get('locate_s', 0):.0f} / {t.get('merge_s', 0):.1f} / {t.get('fine_tune_s', 0):.0f}",
-           f"{r['wall_ratio']:.2f}", str(r["dense_peak_rss_mb"]), str(r["method_peak_rss_mb"]),
-           f"{r['memory_ratio']:.2f}", f"{r['dense_score']:.2f}", f"{r['method_score']:.2f}"]
-    return ("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| "
-            + " | ".join(row) + " |\n")
+    head = ["profile", "task", "heads removed", "threads (cores)", "dense fine-tune (s)",
+            "method (s)", "of which locator / merge / fine-tune (s)", "time ratio",
+            "dense peak RSS (MB)", "method peak RSS (MB)", "memory ratio", "dense score",
+            "method score"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: (list(PROFILES).index(r["profile"]), r["task"],
+                                         r["sparsity"])):
+        t = r["method_timings"]
+        lines.append("| " + " | ".join([
+            r["profile"], r["task"], f"{r['sparsity']:.0%}",
+            f"{r.get('torch_threads', '?')} ({r.get('cores', '?')})",
+            f"{r['dense_wall_s']:.0f}", f"{r['method_wall_s']:.0f}",
+            f"{t.get('locate_s', 0):.0f} / {t.get('merge_s', 0):.1f} / "
+            f"{t.get('fine_tune_s', 0):.0f}",
+            f"{r['wall_ratio']:.2f}", str(r["dense_peak_rss_mb"]), str(r["method_peak_rss_mb"]),
+            f"{r['memory_ratio']:.2f}", f"{r['dense_score']:.2f}",
+            f"{r['method_score']:.2f}"]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def post_training_speed_table(results_root=None) -> str:
     """Markdown of results/post_training_speed.json (written by benchmarks/post_training.py):
     each post-training path timed alone from a fine-tuned teacher, its head choice made in
     the run; `FAST_PATH_S` is the budget the run is held to."""
-    import json
-    path = Path(results_root or RESULTS_DIR) / "post_training_speed.json"
-    if not path.is_file():
+    rows = read_rows(Path(results_root or RESULTS_DIR) / "post_training_speed.json")
+    if not rows:
         return "_No timed post-training path yet: run `python benchmarks/post_training.py`._\n"
-    rows = sorted(json.loads(path.read_text()), key=lambda r: (
+    rows = sorted(rows, key=lambda r: (
         r["task"], r["sparsity"], r["method"], r["ablation"], r["merge"], r["calibration"],
         r["calib_examples"], r["threads"]))
     head = ["task", "heads removed", "mask", "recovery", "calibration", "threads (cores)",

@@ -75,6 +75,21 @@ def write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """A benchmark's rows (results/*.json at the top level); none if it has not run. A file
+    holding one row, the pipeline benchmark's format before it kept rows, is that row."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text())
+    return [rows] if isinstance(rows, dict) else rows
+
+
+def upsert_row(rows: list[dict], new: dict, key: tuple[str, ...]) -> list[dict]:
+    """A benchmark's rows with `new` in place of the row that agrees with it on `key`."""
+    return [r for r in rows if any(r.get(k) != new[k] for k in key)] + [new]
+
+
 def versions() -> dict:
     """What a result's numbers depend on besides its config. CPU weight gradients sum in a
     thread-count-dependent order, so a seed reproduces a score bit for bit only at the same

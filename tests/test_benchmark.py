@@ -95,14 +95,18 @@ def test_pipeline_benchmark_times_both_runs_from_nothing(tmp_path, shared_glue, 
     """A run or a head choice already on disk is never read back instead of timed."""
     script = SCRIPT.with_name("pipeline.py")
     monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    out = tmp_path / "pipeline.json"
+    other = {"profile": "quick", "task": "rte", "sparsity": 0.5}  # a row of the one-row format
+    out.write_text(json.dumps(other))
     rows = []
     for attempt in range(2):
-        out = tmp_path / f"pipeline{attempt}.json"
         p = subprocess.run([sys.executable, str(script), "--profile", "smoke", "--task", "rte",
                             "--sparsity", "0.5", "--out", str(out)], capture_output=True,
                            text=True, cwd=tmp_path)
         assert p.returncode == 0, p.stderr
-        rows.append(json.loads(out.read_text()))
+        kept, row = json.loads(out.read_text())  # the other profile's row stays; ours replaced
+        assert kept == other and row["profile"] == "smoke" and row["torch_threads"] >= 1
+        rows.append(row)
     for row in rows:  # the second time too, the locator searched and the teacher trained
         assert row["method_choice_reused"] is False and row["method_timings"]["locate_s"] > 0
     assert rows[0]["method_score"] == rows[1]["method_score"]  # and the seed fixes the result
