@@ -46,12 +46,14 @@ def _prune(args) -> None:
                                                 keep=args.keep, seed=seed, model=args.model,
                                                 teacher=args.teacher,
                                                 distill=distill, epochs=args.epochs,
-                                                merge=merge, calibration=calibration), name)
+                                                merge=merge, calibration=calibration,
+                                                bias=bias), name)
                for task in args.task or p.runnable_tasks() for method in args.method
                for sparsity in args.sparsity
                for seed in (args.seed if args.seed is not None else p.seeds[:1])
                for distill in args.distill or [None] for merge in args.merge or [None]
-               for calibration in args.calibration for name in args.ablation]
+               for calibration in args.calibration for bias in args.bias
+               for name in args.ablation]
     if args.calib_examples:
         configs = [with_calib_examples(c, n) for c in configs for n in args.calib_examples]
     for c in configs:  # refuse a bad setting before any run starts
@@ -139,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--merge", nargs="+", help=option_help("merge") + several)
     pr.add_argument("--calibration", nargs="+", default=[default_of("calibration")],
                     help=option_help("calibration") + several)
+    pr.add_argument("--bias", nargs="+", default=[default_of("bias")],
+                    help=option_help("bias") + several)
     pr.add_argument("--calib-examples", nargs="+", type=int, metavar="N",
                     help=f"{option_help('calib_examples')}: its size, named in the variant "
                          f"(calib128) when not the profile's{several} (default: the "

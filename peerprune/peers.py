@@ -6,6 +6,8 @@ block W^O_h of the method's notation is W[:, h*d_h:(h+1)*d_h]^T (d_h x d).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .anatomy import LayerStats
@@ -69,14 +71,19 @@ def joint_merge_weight(stats: LayerStats, kept: list[int], rho: float) -> torch.
     return w
 
 
-def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> float:
-    """Relative squared error, over the calibration tokens, between the full attention
-    output O W^T and the output of the retained heads alone under `new_weight`."""
+def kept_columns(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> torch.Tensor:
+    """`new_weight` with the pruned heads' columns set to zero: the layer once they are gone."""
     w_new = torch.zeros_like(stats.weight)
     if kept:
         cols = stats.block(kept)
         w_new[:, cols] = new_weight[:, cols]
-    diff = stats.weight - w_new
+    return w_new
+
+
+def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> float:
+    """Relative squared error, over the calibration tokens, between the full attention
+    output O W^T and the output of the retained heads alone under `new_weight`."""
+    diff = stats.weight - kept_columns(stats, new_weight, kept)
     err = torch.trace(diff @ stats.gram @ diff.T)
     ref = torch.trace(stats.weight @ stats.gram @ stats.weight.T)
     return float(err / ref)
@@ -138,15 +145,39 @@ def mergeable_mask(stats: list[LayerStats], keep: int, rho: float = 1e-3,
     return mask, log
 
 
+def centred(stats: LayerStats) -> LayerStats:
+    """The layer with its head outputs' mean taken out, O - 1 mu^T (mu = total / n_tokens):
+    a merge fitted on these reproduces how the layer's output varies about its mean, and
+    `mean_shift` puts the mean back through the bias."""
+    return replace(stats, gram=stats.centred_gram(), total=torch.zeros_like(stats.total))
+
+
+def mean_shift(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> torch.Tensor:
+    """(W - W'_K) mu, (d,): what the layer's output loses on average over the calibration
+    tokens once only the kept heads remain under `new_weight`. Added to the output
+    projection's bias b^O, the pruned layer gives the teacher's mean output; a head removed
+    with no merge at all then takes away only its variation."""
+    mean = stats.total / stats.n_tokens
+    return (stats.weight - kept_columns(stats, new_weight, kept)) @ mean
+
+
 MERGES = ("pairwise", "joint", "rescale", "none")
+# what happens to the output projection's bias b^O: kept as it is, or (mean) every merge is
+# fitted on the centred head outputs (`centred`) and b^O takes the mean back (`mean_shift`)
+BIASES = ("keep", "mean")
 
 
 def merged_weights(stats: list[LayerStats], mask: torch.Tensor, peers, merge: str = "pairwise",
-                   rho: float = 1e-3) -> list[torch.Tensor]:
+                   rho: float = 1e-3, bias: str = "keep") -> list[torch.Tensor]:
     """Every layer's output projection after the merge (`pairwise`, `joint`, `rescale` or
-    `none`)."""
+    `none`), fitted on the head outputs as they are or (`bias` "mean") centred; with "mean",
+    `mean_shifts` gives what the biases take."""
     if merge not in MERGES:
         raise ValueError(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
+    if bias not in BIASES:
+        raise ValueError(f"unknown bias {bias!r}; valid: {', '.join(BIASES)}")
+    if bias == "mean":
+        stats = [centred(s) for s in stats]
     out = []
     for l, kept in enumerate(kept_from_mask(mask)):
         if merge == "pairwise":
@@ -160,11 +191,19 @@ def merged_weights(stats: list[LayerStats], mask: torch.Tensor, peers, merge: st
     return out
 
 
+def mean_shifts(stats: list[LayerStats], weights: list[torch.Tensor],
+                mask: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's `mean_shift` under the merged `weights`."""
+    return [mean_shift(s, w, k) for s, w, k in zip(stats, weights, kept_from_mask(mask))]
+
+
 @torch.no_grad()
-def merge_and_prune(model, weights: list[torch.Tensor], mask: torch.Tensor):
-    """Write the merged output projections into an unpruned model, then remove the
-    pruned heads physically. Returns the model."""
+def merge_and_prune(model, weights: list[torch.Tensor], mask: torch.Tensor, shifts=None):
+    """Write the merged output projections into an unpruned model, add `shifts` (if given)
+    to their biases, then remove the pruned heads physically. Returns the model."""
     for l, w in enumerate(weights):
         dense = output_projection(model, l)
         dense.weight.copy_(w.to(dense.weight.dtype))
+        if shifts is not None:
+            dense.bias.add_(shifts[l].to(dense.bias.dtype))
     return prune(model, mask)

@@ -123,16 +123,19 @@ def merge_and_remove(student, teacher, stats, mask, c, calib):
         assignment = peers.assign_peers(anatomy.similarity(stats, "cosine"), mask)
     if c.calibration == "sequential":  # each layer fitted on the model merged below it
         weights, record["sequential_fit_error"] = sequential.sequential_weights(
-            student, teacher, mask, calib, c.merge, c.rho)
-        peers.merge_and_prune(student, weights, mask)
+            student, teacher, mask, calib, c.merge, c.rho, bias=c.bias)
+        peers.merge_and_prune(student, weights, mask)  # the biases are in `student` already
     elif stats is not None:  # fitted on the teacher's statistics (or the locator's)
         own = stats if c.init == "teacher" else anatomy.collect_stats(student, calib)
         kept = heads.kept_from_mask(mask)
-        weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho)
+        weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho, c.bias)
+        # with bias "mean", of the output about its mean: the bias takes the mean back
+        fitted = [peers.centred(s) for s in own] if c.bias == "mean" else own
         record["reconstruction_error"] = {
-            m: [peers.reconstruction_error(s, w, k) for s, w, k in zip(own, ws, kept)]
+            m: [peers.reconstruction_error(s, w, k) for s, w, k in zip(fitted, ws, kept)]
             for m, ws in (("none", [s.weight for s in own]), (c.merge, weights))}
-        peers.merge_and_prune(student, weights, mask)
+        shifts = peers.mean_shifts(own, weights, mask) if c.bias == "mean" else None
+        peers.merge_and_prune(student, weights, mask, shifts)
     else:
         heads.prune(student, mask)
     for prm in student.parameters():

@@ -137,6 +137,11 @@ class PruneConfig:
         "teacher's block output (as Kwon et al. tune their scales); sequential: joint and "
         "rescale only", "method", after_choice=True, choices=("teacher", "sequential"),
         omit_at="teacher", keep_when=merges)
+    bias: str = option(
+        "keep", "the output projection's bias after the merge: kept, or (mean) the merge is "
+        "fitted about the head outputs' mean and the bias takes the mean back, so that each "
+        "pruned layer gives the teacher's (sequential: the target's) mean output", "method",
+        after_choice=True, choices=lambda: peers.BIASES, omit_at="keep", keep_when=merges)
     calib_examples: int = option(512, "calibration sample (anatomy, merge, HISP)", "method")
     rho: float = option(1e-3, "ridge of the peer merge, relative to the mean feature "
                         "variance", "method", after_choice=True, keep_when=merges)
@@ -171,6 +176,9 @@ class PruneConfig:
         variant = self.variant  # the post-training path names its recovery: post-<merge>[-name]
         if self.calibration == "sequential" and "sequential" not in variant.split("-"):
             variant = "sequential" if variant == "default" else f"{variant}-sequential"
+        if self.bias != default_of("bias") and f"{self.bias}-bias" not in variant:
+            variant = (f"{self.bias}-bias" if variant == "default"
+                       else f"{variant}-{self.bias}-bias")
         if post and not variant.startswith("post-"):
             variant = f"post-{merge}" + ("" if variant == "default" else f"-{variant}")
         return replace(self, task=get_task(self.task).name, variant=variant, merge=merge,
@@ -330,6 +338,10 @@ def check_config(c: PruneConfig) -> None:
                          "epochs 0)")
     if not 0 < c.final_temperature <= 1:
         raise ValueError(f"final_temperature must be in (0, 1], got {c.final_temperature}")
+    if c.bias != default_of("bias") and not merges(asdict(c)):
+        raise ValueError(f"bias {c.bias!r} moves the bias of a merge: the method's, or any "
+                         f"method's on the post-training path (epochs 0); this run is method "
+                         f"{c.method!r} with epochs {c.epochs}")
     if c.calibration == "sequential" and c.merge not in SEQUENTIAL_MERGES:
         raise ValueError(f"calibration 'sequential' fits merge {', '.join(SEQUENTIAL_MERGES)}; "
                          f"this run has merge {c.merge!r}")

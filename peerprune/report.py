@@ -457,20 +457,29 @@ def headline_table(profile: str, results_root=None, target: float = 0.58) -> str
 
 
 def recovery_of(options: dict) -> str:
-    """A post-training run's recovery, as the table names it: the merge, and how it was
-    fitted when not on the teacher's own activations."""
+    """A post-training run's recovery, as the table names it: the merge, how it was fitted
+    when not on the teacher's own activations, and its bias when not kept."""
     calibration = options.get("calibration", default_of("calibration"))
-    return options["merge"] + ("" if calibration == default_of("calibration")
-                               else f", {calibration}")
+    bias = options.get("bias", default_of("bias"))
+    return (options["merge"] + ("" if calibration == default_of("calibration")
+                                else f", {calibration}")
+            + ("" if bias == default_of("bias") else f", {bias} bias"))
 
 
 POST_RECOVERIES = ("none", "rescale", "pairwise", "joint")
-# fitted on the model merged below each layer (calibration "sequential"): shown where run
+# shown where run: fitted on the model merged below each layer (calibration "sequential"),
+# then each recovery with the mean bias (`peers.BIASES`)
 SEQUENTIAL_RECOVERIES = tuple(recovery_of({"merge": m, "calibration": "sequential"})
                               for m in SEQUENTIAL_MERGES)
-# Kwon's rescaling, however fitted; the other recoveries but none are our merges
-KWON_RECOVERIES = tuple(recovery_of({"merge": "rescale", "calibration": c})
-                        for c in valid_values("calibration"))
+BIAS_RECOVERIES = tuple(
+    recovery_of({"merge": m, "calibration": c, "bias": b})
+    for b in valid_values("bias") if b != default_of("bias")
+    for m, c in [(m, "teacher") for m in POST_RECOVERIES]
+    + [(m, "sequential") for m in SEQUENTIAL_MERGES])
+# Kwon's rescaling, however fitted (with the mean bias too); the other recoveries but none
+# are our merges
+KWON_RECOVERIES = tuple(recovery_of({"merge": "rescale", "calibration": c, "bias": b})
+                        for c in valid_values("calibration") for b in valid_values("bias"))
 
 
 def post_training_table(profile: str, results_root=None) -> str:
@@ -504,7 +513,7 @@ def post_training_table(profile: str, results_root=None) -> str:
         row["seconds"][recovery_of(r["options"])] = path_seconds(r, choice_s)
     if not rows:
         return f"_No post-training run (epochs 0) for profile `{profile}` yet._\n"
-    recoveries = POST_RECOVERIES + tuple(k for k in SEQUENTIAL_RECOVERIES
+    recoveries = POST_RECOVERIES + tuple(k for k in SEQUENTIAL_RECOVERIES + BIAS_RECOVERIES
                                          if any(k in row["scores"] for row in rows.values()))
     head = ["task", "heads removed", "mask", "seed", "calibration", "teacher", *recoveries,
             "wall time (s), head choice included, fastest / slowest", "the method, fine-tuned"]

@@ -22,13 +22,13 @@ case of these.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .anatomy import head_columns, head_dim
 from .heads import kept_from_mask, layers, output_projection
-from .peers import _ridge_solve
+from .peers import BIASES, _ridge_solve
 from .train import to_device
 
 SEQUENTIAL_MERGES = ("joint", "rescale")  # what the sequential fit can solve for
@@ -43,6 +43,23 @@ class DriftStats:
     target: float  # sum of ||y||^2
     weight: torch.Tensor  # (d, D): the teacher's output projection of the layer
     d_h: int
+    o_sum: torch.Tensor  # (D,): sum of o'
+    y_sum: torch.Tensor  # (d,): sum of y
+    n_tokens: int
+
+    def centred(self) -> "DriftStats":
+        """The same sums about the means of o' and y: a fit on these reproduces how y varies
+        about its mean, and `shift` puts the mean back through the bias."""
+        n, mo, my = self.n_tokens, self.o_sum / self.n_tokens, self.y_sum / self.n_tokens
+        return replace(self, gram=self.gram - n * torch.outer(mo, mo),
+                       cross=self.cross - n * torch.outer(mo, my),
+                       target=self.target - n * float(my @ my),
+                       o_sum=torch.zeros_like(self.o_sum), y_sum=torch.zeros_like(self.y_sum))
+
+    def shift(self, new_weight: torch.Tensor) -> torch.Tensor:
+        """mean(y) - W' mean(o'), (d,): what the fitted layer (pruned columns zero) leaves
+        of the target on average; the bias takes it."""
+        return (self.y_sum - new_weight @ self.o_sum) / self.n_tokens
 
     def block(self, heads) -> torch.Tensor:
         """Column indices of the given heads' outputs in O'."""
@@ -69,16 +86,21 @@ def _pair(o_s, o_t, r_s, r_t, w, keep):
 
 def _sums(pairs, w: torch.Tensor, d_h: int) -> DriftStats:
     """`DriftStats` from (O', y) pairs, one a batch."""
-    gram = cross = None
-    target = 0.0
+    gram = cross = o_sum = y_sum = None
+    target, n = 0.0, 0
     for o_s, y in pairs:
         if gram is None:
             gram = torch.zeros(o_s.shape[1], o_s.shape[1], dtype=torch.float64)
             cross = torch.zeros(o_s.shape[1], y.shape[1], dtype=torch.float64)
+            o_sum = torch.zeros(o_s.shape[1], dtype=torch.float64)
+            y_sum = torch.zeros(y.shape[1], dtype=torch.float64)
         gram += (o_s.T @ o_s).cpu()
         cross += (o_s.T @ y).cpu()
         target += float((y * y).sum())
-    return DriftStats(gram, cross, target, w.cpu(), d_h)
+        o_sum += o_s.sum(0).cpu()
+        y_sum += y.sum(0).cpu()
+        n += o_s.shape[0]
+    return DriftStats(gram, cross, target, w.cpu(), d_h, o_sum, y_sum, n)
 
 
 def _batches(loader, device):
@@ -195,13 +217,17 @@ FITS = {"joint": fit_joint, "rescale": fit_rescale}
 
 @torch.no_grad()
 def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
-                       rho: float = 1e-3, device=None) -> tuple[list[torch.Tensor], list[float]]:
+                       rho: float = 1e-3, device=None,
+                       bias: str = "keep") -> tuple[list[torch.Tensor], list[float]]:
     """Fit the output projections of `student` (unpruned, a copy of the teacher or the
     locator's weights) layer by layer from the bottom, writing each into it before the next
-    layer's statistics are taken. Returns the weights (pruned columns zero, for
-    `peers.merge_and_prune`) and each layer's relative fit error."""
+    layer's statistics are taken; with `bias` "mean" each layer is fitted about the means
+    and its bias in `student` takes `DriftStats.shift`. Returns the weights (pruned columns
+    zero, for `peers.merge_and_prune`) and each layer's relative fit error."""
     if merge not in FITS:
         raise ValueError(f"the sequential fit solves merge {' or '.join(FITS)}, not {merge!r}")
+    if bias not in BIASES:
+        raise ValueError(f"unknown bias {bias!r}; valid: {', '.join(BIASES)}")
     device = device or next(teacher.parameters()).device
     student.eval()
     teacher.eval()
@@ -221,11 +247,18 @@ def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
                 o_s, _ = s.step(student, l, heads_only=True)
                 yield _pair(o_s, o_t, s.hidden, t.hidden, w_t, t.keep)
         stats = _sums(pairs(), w_t, head_dim(teacher))
-        w = FITS[merge](stats, kept, rho)
+        fit_on = stats.centred() if bias == "mean" else stats
+        w = FITS[merge](fit_on, kept, rho)
         dense = output_projection(student, l)
         dense.weight.copy_(w.to(dense.weight.dtype))
+        if bias == "mean":
+            dense.bias.add_(stats.shift(w).to(dense.bias.dtype))
         weights.append(w)
-        errors.append(fit_error(stats, w, kept))
+        if bias == "mean":  # about the means: what is left once the bias has taken the shift
+            errors.append(fit_error(fit_on, w, kept) * fit_on.target / stats.target
+                          if stats.target else 1.0)
+        else:
+            errors.append(fit_error(stats, w, kept))
         for t, s, out in zip(t_in, s_in, above):
             t.hidden, s.hidden = out, s.step(student, l)[1]
     return weights, errors

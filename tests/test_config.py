@@ -206,3 +206,25 @@ def test_a_calibration_size_of_its_own_is_named_in_the_variant():
     assert big.resolved().variant == "post-joint-one-per-layer-calib2048"
     with pytest.raises(ValueError, match="at least 1, got 0"):
         with_calib_examples(c, 0)
+
+
+def test_a_mean_bias_names_its_run_and_belongs_to_a_merge():
+    from peerprune.prune import check_config, run_identity
+    post = PruneConfig(task="mrpc", profile="smoke", method="kwon", epochs=0, merge="joint",
+                       calibration="sequential", bias="mean").resolved()
+    assert post.variant == "post-joint-sequential-mean-bias" and post.resolved() == post
+    assert PruneConfig(task="mrpc", profile="smoke", bias="mean").resolved().variant == "mean-bias"
+    check_config(post)
+    # the runs made before the option existed keep their identity: "keep" is left out of it
+    keep = PruneConfig(task="mrpc", profile="smoke", method="kwon", epochs=0, merge="joint")
+    mean = PruneConfig(task="mrpc", profile="smoke", method="kwon", epochs=0, merge="joint",
+                       bias="mean")
+    from peerprune.train import TrainConfig
+    train = TrainConfig()
+    assert "bias" not in run_identity(keep.resolved(), 10, train, "t")["prune"]
+    assert run_identity(mean.resolved(), 10, train, "t")["prune"]["bias"] == "mean"
+    with pytest.raises(ValueError, match="bias 'mean' moves the bias of a merge"):
+        check_config(PruneConfig(task="mrpc", profile="smoke", method="hisp",
+                                 bias="mean").resolved())
+    with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
+        check_config(PruneConfig(task="mrpc", profile="smoke", bias="median").resolved())

@@ -1,0 +1,100 @@
+"""The mean bias: a merge fitted about the head outputs' mean, the bias taking the mean back."""
+import copy
+
+import pytest
+import torch
+
+from peerprune import anatomy, heads, peers, sequential
+from peerprune.glue import task_data
+from peerprune.models import load_model, load_tokenizer
+from peerprune.train import make_loader, to_device
+
+MASK = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 0]])  # the second layer loses every head
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_glue):
+    tok = load_tokenizer("tiny")
+    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=64,
+                         eval_examples=32)
+    return load_model("tiny", seed=2), make_loader(train, tok, 16, False)
+
+
+@torch.no_grad()
+def block_outputs(model, loader, layer: int) -> torch.Tensor:
+    """(tokens, d): the attention block's output of `layer` before its LayerNorm, the
+    output projection's (bias included) plus the residual, over the real tokens."""
+    out = []
+    for batch in loader:
+        batch = to_device(batch, "cpu")
+        batch.pop("labels", None)
+        o, r = sequential.layer_view(model, batch, layer)
+        keep = batch["attention_mask"].bool()
+        out.append((heads.output_projection(model, layer)(o) + r)[keep].double())
+    return torch.cat(out)
+
+
+def merged(teacher, loader, merge: str, bias: str, mask=MASK):
+    stats = anatomy.collect_stats(teacher, loader)
+    assignment = peers.assign_peers(anatomy.similarity(stats), mask)
+    w = peers.merged_weights(stats, mask, assignment, merge, 1e-8, bias)
+    shifts = peers.mean_shifts(stats, w, mask) if bias == "mean" else None
+    return peers.merge_and_prune(copy.deepcopy(teacher), w, mask, shifts)
+
+
+@pytest.mark.parametrize("merge", peers.MERGES)
+def test_with_the_mean_bias_the_first_pruned_layer_keeps_the_teachers_mean(tiny, merge):
+    """The first layer sees the teacher's inputs in both models: there, with the mean bias,
+    the pruned block's mean output over the calibration tokens is the teacher's; kept as it
+    is, the bias loses the removed heads' mean (with no merge). And the fit about the mean
+    is at least as close."""
+    teacher, loader = tiny
+    want = block_outputs(teacher, loader, 0)
+    got = {b: block_outputs(merged(teacher, loader, merge, b), loader, 0) for b in peers.BIASES}
+    assert torch.allclose(got["mean"].mean(0), want.mean(0), atol=1e-5)
+    if merge == "none":
+        assert (got["keep"].mean(0) - want.mean(0)).abs().max() > 1e-3
+    err = {b: float(((g - want) ** 2).sum()) for b, g in got.items()}
+    if merge != "pairwise":  # the pairwise fits are head by head, not of the layer's output
+        assert err["mean"] <= err["keep"] * (1 + 1e-6)
+
+
+def test_a_layer_that_loses_every_head_keeps_its_mean_attention_output(tiny):
+    """With no head left, the merges can only drop the layer's attention output; with the
+    mean bias its mean over the calibration tokens (on the teacher's inputs) stays."""
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)
+    w = peers.merged_weights(stats, MASK, None, "joint", 1e-8, "mean")
+    shifts = peers.mean_shifts(stats, w, MASK)
+    assert bool((w[1] == 0).all())
+    assert torch.allclose(shifts[1], stats[1].weight @ (stats[1].total / stats[1].n_tokens))
+
+
+@pytest.mark.parametrize("merge", sequential.SEQUENTIAL_MERGES)
+def test_the_sequential_fit_with_the_mean_bias_keeps_every_blocks_mean(tiny, merge):
+    """Up the layers, each block of the fitted student gives, on average over the
+    calibration tokens, the teacher's block output: its bias takes up what the layers below
+    moved; its fit error (about the mean) is at most the first layer's error without it."""
+    teacher, loader = tiny
+    fits = {}
+    for bias in peers.BIASES:
+        student = copy.deepcopy(teacher)
+        w, errors = sequential.sequential_weights(student, teacher, MASK, loader, merge,
+                                                  rho=1e-8, bias=bias)
+        fits[bias] = (student, errors)
+    student = fits["mean"][0]
+    for layer in range(MASK.shape[0]):
+        want, got = block_outputs(teacher, loader, layer), block_outputs(student, loader, layer)
+        assert torch.allclose(got.mean(0), want.mean(0), atol=1e-4), layer
+    assert fits["mean"][1][0] <= fits["keep"][1][0] * (1 + 1e-6)
+    assert fits["mean"][1][1] < 1.0 == fits["keep"][1][1]  # the emptied layer keeps its mean
+
+
+def test_an_unknown_bias_is_refused_with_the_valid_ones(tiny):
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)
+    with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
+        peers.merged_weights(stats, MASK, None, "joint", 1e-3, "median")
+    with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
+        sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader, "joint",
+                                      bias="median")
