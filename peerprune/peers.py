@@ -80,11 +80,16 @@ def kept_columns(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -
     return w_new
 
 
-def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int]) -> float:
+def reconstruction_error(stats: LayerStats, new_weight: torch.Tensor, kept: list[int],
+                         shift: torch.Tensor | None = None) -> float:
     """Relative squared error, over the calibration tokens, between the full attention
-    output O W^T and the output of the retained heads alone under `new_weight`."""
+    output O W^T and the output of the retained heads alone under `new_weight`, plus
+    `shift` (a bias change, `mean_shift`) when given: with D = W - W'_K,
+    sum_t ||D o_t - s||^2 = tr(D G D^T) - 2 s^T D sum_t o_t + n ||s||^2."""
     diff = stats.weight - kept_columns(stats, new_weight, kept)
     err = torch.trace(diff @ stats.gram @ diff.T)
+    if shift is not None:
+        err = err - 2 * shift @ diff @ stats.total + stats.n_tokens * shift @ shift
     ref = torch.trace(stats.weight @ stats.gram @ stats.weight.T)
     return float(err / ref)
 

@@ -129,12 +129,11 @@ def merge_and_remove(student, teacher, stats, mask, c, calib):
         own = stats if c.init == "teacher" else anatomy.collect_stats(student, calib)
         kept = heads.kept_from_mask(mask)
         weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho, c.bias)
-        # with bias "mean", of the output about its mean: the bias takes the mean back
-        fitted = [peers.centred(s) for s in own] if c.bias == "mean" else own
-        record["reconstruction_error"] = {
-            m: [peers.reconstruction_error(s, w, k) for s, w, k in zip(fitted, ws, kept)]
-            for m, ws in (("none", [s.weight for s in own]), (c.merge, weights))}
         shifts = peers.mean_shifts(own, weights, mask) if c.bias == "mean" else None
+        record["reconstruction_error"] = {
+            m: [peers.reconstruction_error(s, w, k, b) for s, w, k, b in zip(own, ws, kept, bs)]
+            for m, ws, bs in (("none", [s.weight for s in own], [None] * n_layers),
+                              (c.merge, weights, shifts or [None] * n_layers))}
         peers.merge_and_prune(student, weights, mask, shifts)
     else:
         heads.prune(student, mask)

@@ -98,3 +98,29 @@ def test_an_unknown_bias_is_refused_with_the_valid_ones(tiny):
     with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
         sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader, "joint",
                                       bias="median")
+
+
+def test_the_recorded_error_with_a_shift_is_the_error_of_the_shifted_layer(tiny):
+    """`reconstruction_error` with a bias change, from the Gram sums, against the same error
+    computed on the head outputs themselves; the mean shift lowers it for every merge."""
+    teacher, loader = tiny
+    stats = anatomy.collect_stats(teacher, loader)
+    outputs = []
+    for batch in loader:
+        batch = to_device(batch, "cpu")
+        batch.pop("labels", None)
+        with torch.no_grad(), anatomy.Capture(teacher) as cap:
+            teacher(**batch)
+        outputs.append(cap.context[0][batch["attention_mask"].bool()].double())
+    o = torch.cat(outputs)
+    kept = heads.kept_from_mask(MASK)[0]
+    for merge in peers.MERGES:
+        w = peers.merged_weights(stats, MASK, None if merge != "pairwise" else
+                                 peers.assign_peers(anatomy.similarity(stats), MASK),
+                                 merge, 1e-3, "mean")[0]
+        shift = peers.mean_shift(stats[0], w, kept)
+        full, pruned = o @ stats[0].weight.T, o @ peers.kept_columns(stats[0], w, kept).T + shift
+        direct = float(((full - pruned) ** 2).sum() / (full ** 2).sum())
+        assert peers.reconstruction_error(stats[0], w, kept, shift) == pytest.approx(direct,
+                                                                                     rel=1e-6)
+        assert direct < peers.reconstruction_error(stats[0], w, kept), merge
