@@ -471,11 +471,13 @@ POST_RECOVERIES = ("none", "rescale", "pairwise", "joint")
 # then each recovery with the mean bias (`peers.BIASES`)
 SEQUENTIAL_RECOVERIES = tuple(recovery_of({"merge": m, "calibration": "sequential"})
                               for m in SEQUENTIAL_MERGES)
-BIAS_RECOVERIES = tuple(
-    recovery_of({"merge": m, "calibration": c, "bias": b})
-    for b in valid_values("bias") if b != default_of("bias")
-    for m, c in [(m, "teacher") for m in POST_RECOVERIES]
-    + [(m, "sequential") for m in SEQUENTIAL_MERGES])
+# each recovery with another bias (`peers.BIASES`), against the same with the bias kept
+BIAS_PAIRS = {recovery_of({"merge": m, "calibration": c, "bias": b}):
+              recovery_of({"merge": m, "calibration": c})
+              for b in valid_values("bias") if b != default_of("bias")
+              for m, c in [(m, "teacher") for m in POST_RECOVERIES]
+              + [(m, "sequential") for m in SEQUENTIAL_MERGES]}
+BIAS_RECOVERIES = tuple(BIAS_PAIRS)
 # Kwon's rescaling, however fitted (with the mean bias too); the other recoveries but none
 # are our merges
 KWON_RECOVERIES = tuple(recovery_of({"merge": "rescale", "calibration": c, "bias": b})
@@ -621,7 +623,28 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
     lines.append(f"- The best of our merges is ahead of the best of Kwon's rescalings on the "
                  f"same mask in {ahead} of {compared} rows, level in {level}, behind in "
                  f"{len(behind)}" + (f" ({', '.join(behind)})." if behind else "."))
+    lines += bias_summary(rows)
     return lines
+
+
+def bias_summary(rows: dict[tuple, dict]) -> list[str]:
+    """A line on each recovery run with another bias than kept (`BIAS_PAIRS`) against the same
+    recovery of the same mask with the bias kept: how often it scores higher, level, lower,
+    and the range of the change."""
+    pairs = []
+    for (task, target, mask, seed, *_), row in sorted(rows.items()):
+        for other, kept in BIAS_PAIRS.items():
+            if other in row["scores"] and kept in row["scores"]:
+                gain = row["scores"][other] - row["scores"][kept]
+                pairs.append((gain, f"{task} {target:.0%} {mask}, {other}"
+                              + (f", seed {seed}" if seed else "")))
+    if not pairs:
+        return []
+    up, down = max(pairs), min(pairs)
+    return [f"- The mean bias against the bias kept, same mask and recovery: higher in "
+            f"{sum(g > 0 for g, _ in pairs)} of {len(pairs)}, level in "
+            f"{sum(g == 0 for g, _ in pairs)}, lower in {sum(g < 0 for g, _ in pairs)}; the "
+            f"change goes from {down[0]:+.2f} ({down[1]}) to {up[0]:+.2f} ({up[1]})."]
 
 
 def headline_92_table(profile: str, results_root=None) -> str:

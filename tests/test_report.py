@@ -185,3 +185,38 @@ def test_post_training_rows_part_masks_made_under_other_choice_options(tmp_path)
     assert "| hisp | 0 | 512 | 86.87 |" in rows[0] and "| 85.00 |" in rows[0]
     assert "| hisp, hisp_step=0.25 | 0 | 512 |" in rows[1] and "| 84.00 |" in rows[1]
     assert "| kwon | 0 | 128 |" in rows[2]
+
+
+def test_a_mean_bias_is_a_recovery_of_the_same_mask_and_is_counted_against_the_bias_kept(
+        tmp_path):
+    from peerprune.report import post_training_summary, post_training_table
+    from peerprune.results import write_json
+
+    def save(name, score, **fields):
+        c = PruneConfig(task="mrpc", profile="full", epochs=0, sparsity=0.92, method="kwon",
+                        **fields).resolved()
+        write_json(tmp_path / "full" / "minilm" / "mrpc" / f"{name}.json", {
+            "task": "mrpc", "profile": "full", "model": "minilm", "method": c.method,
+            "distill": c.distill, "variant": c.variant, "target_sparsity": 0.92, "seed": 0,
+            "score": score, "teacher_score": 86.87, "metric": "f1", "wall_s": 60.0,
+            "timings": {"locate_s": 30.0}, "choice": {"path": "kwon", "reused": False},
+            "train": {"epochs": 0}, "options": {k: getattr(c, k) for k in c.__dataclass_fields__}})
+    save("a", 81.22, merge="joint")
+    save("b", 83.5, merge="joint", bias="mean")
+    save("c", 81.22, merge="rescale")
+    save("d", 84.0, merge="rescale", bias="mean")  # Kwon's scales with the mean bias: theirs
+    table = post_training_table("full", tmp_path).splitlines()
+    head = [c.strip() for c in table[0].split("|")]
+    [row] = [[c.strip() for c in line.split("|")] for line in table if line.startswith("| mrpc")]
+    assert row[head.index("joint, mean bias")] == "83.50" and row[head.index("joint")] == "81.22"
+    assert "none, mean bias" not in head  # a recovery's column only where it was run
+    summary = [line for line in table if line.startswith("- ")]
+    # the best of ours (83.50) is behind the best rescaling, the one with the mean bias (84.00)
+    assert summary[-2].endswith("in 0 of 1 rows, level in 0, behind in 1 (mrpc 92% kwon).")
+    assert summary[-1] == ("- The mean bias against the bias kept, same mask and recovery: "
+                           "higher in 2 of 2, level in 0, lower in 0; the change goes from "
+                           "+2.28 (mrpc 92% kwon, joint, mean bias) to +2.78 (mrpc 92% kwon, "
+                           "rescale, mean bias).")
+    assert not any("mean bias" in line for line in post_training_summary(
+        {("mrpc", 0.58, "kwon", 0, 512): {"teacher": 86.0, "scores": {"joint": 85.0},
+                                           "seconds": {"joint": 10}}}))
