@@ -5,19 +5,9 @@ import pytest
 import torch
 
 from peerprune import anatomy, heads, peers, sequential
-from peerprune.glue import task_data
-from peerprune.models import load_model, load_tokenizer
-from peerprune.train import make_loader, to_device
+from peerprune.train import to_device
 
 MASK = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 0]])  # the second layer loses every head
-
-
-@pytest.fixture(scope="module")
-def tiny(shared_glue):
-    tok = load_tokenizer("tiny")
-    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=64,
-                         eval_examples=32)
-    return load_model("tiny", seed=2), make_loader(train, tok, 16, False)
 
 
 @torch.no_grad()
@@ -43,12 +33,12 @@ def merged(teacher, loader, merge: str, bias: str, mask=MASK):
 
 
 @pytest.mark.parametrize("merge", peers.MERGES)
-def test_with_the_mean_bias_the_first_pruned_layer_keeps_the_teachers_mean(tiny, merge):
+def test_with_the_mean_bias_the_first_pruned_layer_keeps_the_teachers_mean(tiny_rte, merge):
     """The first layer sees the teacher's inputs in both models: there, with the mean bias,
     the pruned block's mean output over the calibration tokens is the teacher's; kept as it
     is, the bias loses the removed heads' mean (with no merge). And the fit about the mean
     is at least as close."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     want = block_outputs(teacher, loader, 0)
     got = {b: block_outputs(merged(teacher, loader, merge, b), loader, 0) for b in peers.BIASES}
     assert torch.allclose(got["mean"].mean(0), want.mean(0), atol=1e-5)
@@ -59,10 +49,10 @@ def test_with_the_mean_bias_the_first_pruned_layer_keeps_the_teachers_mean(tiny,
         assert err["mean"] <= err["keep"] * (1 + 1e-6)
 
 
-def test_a_layer_that_loses_every_head_keeps_its_mean_attention_output(tiny):
+def test_a_layer_that_loses_every_head_keeps_its_mean_attention_output(tiny_rte):
     """With no head left, the merges can only drop the layer's attention output; with the
     mean bias its mean over the calibration tokens (on the teacher's inputs) stays."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
     w = peers.merged_weights(stats, MASK, None, "joint", 1e-8, "mean")
     shifts = peers.mean_shifts(stats, w, MASK)
@@ -71,11 +61,11 @@ def test_a_layer_that_loses_every_head_keeps_its_mean_attention_output(tiny):
 
 
 @pytest.mark.parametrize("merge", sequential.SEQUENTIAL_MERGES)
-def test_the_sequential_fit_with_the_mean_bias_keeps_every_blocks_mean(tiny, merge):
+def test_the_sequential_fit_with_the_mean_bias_keeps_every_blocks_mean(tiny_rte, merge):
     """Up the layers, each block of the fitted student gives, on average over the
     calibration tokens, the teacher's block output: its bias takes up what the layers below
     moved; its fit error (about the mean) is at most the first layer's error without it."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     fits = {}
     for bias in peers.BIASES:
         student = copy.deepcopy(teacher)
@@ -90,8 +80,8 @@ def test_the_sequential_fit_with_the_mean_bias_keeps_every_blocks_mean(tiny, mer
     assert fits["mean"][1][1] < 1.0 == fits["keep"][1][1]  # the emptied layer keeps its mean
 
 
-def test_an_unknown_bias_is_refused_with_the_valid_ones(tiny):
-    teacher, loader = tiny
+def test_an_unknown_bias_is_refused_with_the_valid_ones(tiny_rte):
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
     with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
         peers.merged_weights(stats, MASK, None, "joint", 1e-3, "median")
@@ -100,10 +90,10 @@ def test_an_unknown_bias_is_refused_with_the_valid_ones(tiny):
                                       bias="median")
 
 
-def test_the_recorded_error_with_a_shift_is_the_error_of_the_shifted_layer(tiny):
+def test_the_recorded_error_with_a_shift_is_the_error_of_the_shifted_layer(tiny_rte):
     """`reconstruction_error` with a bias change, from the Gram sums, against the same error
     computed on the head outputs themselves; the mean shift lowers it for every merge."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
     outputs = []
     for batch in loader:

@@ -5,23 +5,12 @@ import pytest
 import torch
 
 from peerprune import anatomy, heads, peers, sequential
-from peerprune.glue import task_data
-from peerprune.models import load_model, load_tokenizer
-from peerprune.train import make_loader
 
 MASK = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
 
 
-@pytest.fixture(scope="module")
-def tiny(shared_glue):
-    tok = load_tokenizer("tiny")
-    train, _ = task_data("rte", tok, glue_dir=shared_glue, max_length=48, train_examples=64,
-                         eval_examples=32)
-    return load_model("tiny", seed=2), make_loader(train, tok, 16, False)
-
-
-def test_with_every_head_kept_and_nothing_pruned_below_the_fit_gives_the_teacher_back(tiny):
-    teacher, loader = tiny
+def test_with_every_head_kept_and_nothing_pruned_below_the_fit_gives_the_teacher_back(tiny_rte):
+    teacher, loader = tiny_rte
     stats = sequential.drift_stats(copy.deepcopy(teacher), teacher, loader, 0)
     every = list(range(4))
     w = heads.output_projection(teacher, 0).weight.detach().double()
@@ -30,11 +19,11 @@ def test_with_every_head_kept_and_nothing_pruned_below_the_fit_gives_the_teacher
     assert sequential.fit_error(stats, w, every) == pytest.approx(0.0, abs=1e-10)
 
 
-def test_each_layer_fits_its_target_at_least_as_well_as_the_independent_merge(tiny):
+def test_each_layer_fits_its_target_at_least_as_well_as_the_independent_merge(tiny_rte):
     """On the statistics the sequential fit sees at each layer (the student merged below it),
     its weights are the least-squares optimum; the teacher-fitted joint merge and Kwon's
     teacher-fitted scales are other points of the same problem, so they fit worse."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
     kept = heads.kept_from_mask(MASK)
     for merge, independent in (("joint", peers.joint_merge_weight),
@@ -60,8 +49,8 @@ def test_each_layer_fits_its_target_at_least_as_well_as_the_independent_merge(ti
                 assert (h in kept[0]) or bool((weights[0][:, cols] == 0).all())
 
 
-def test_the_sequential_model_ends_closer_to_the_teacher_than_the_independent_merge(tiny):
-    teacher, loader = tiny
+def test_the_sequential_model_ends_closer_to_the_teacher_than_the_independent_merge(tiny_rte):
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
     assert sequential.output_drift(copy.deepcopy(teacher), teacher, loader) == 0.0
     for merge in sequential.SEQUENTIAL_MERGES:
@@ -74,15 +63,15 @@ def test_the_sequential_model_ends_closer_to_the_teacher_than_the_independent_me
         assert 0 < drift["sequential"] < drift["independent"], (merge, drift)
 
 
-def test_only_joint_and_rescale_are_fitted_sequentially(tiny):
-    teacher, loader = tiny
+def test_only_joint_and_rescale_are_fitted_sequentially(tiny_rte):
+    teacher, loader = tiny_rte
     with pytest.raises(ValueError, match="solves merge joint or rescale, not 'pairwise'"):
         sequential.sequential_weights(copy.deepcopy(teacher), teacher, MASK, loader, "pairwise")
 
 
-def test_a_layer_s_view_stops_at_the_layer_and_equals_the_whole_pass(tiny):
+def test_a_layer_s_view_stops_at_the_layer_and_equals_the_whole_pass(tiny_rte):
     from peerprune.anatomy import Capture
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     batch = {k: v for k, v in next(iter(loader)).items() if k != "labels"}
     with torch.no_grad(), Capture(teacher) as cap:
         whole = teacher(**batch, output_hidden_states=True).hidden_states
@@ -98,8 +87,8 @@ def test_a_layer_s_view_stops_at_the_layer_and_equals_the_whole_pass(tiny):
     assert not ran  # the layers above the one asked for did not run
 
 
-def test_on_the_first_layer_the_fits_are_the_teacher_fitted_merges(tiny):
-    teacher, loader = tiny
+def test_on_the_first_layer_the_fits_are_the_teacher_fitted_merges(tiny_rte):
+    teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)[0]
     drift = sequential.drift_stats(copy.deepcopy(teacher), teacher, loader, 0)
     kept = heads.kept_from_mask(MASK)[0]
@@ -110,11 +99,11 @@ def test_on_the_first_layer_the_fits_are_the_teacher_fitted_merges(tiny):
 
 
 def test_carrying_the_hidden_states_up_fits_what_the_definition_fits_running_each_layer_thrice(
-        tiny):
+        tiny_rte):
     """`sequential_weights` carries each model's hidden states up a layer at a time; fitting
     each layer from `drift_stats` (whole passes up to the layer) gives the same weights. The
     teacher runs each layer once and the student twice, not every layer below again."""
-    teacher, loader = tiny
+    teacher, loader = tiny_rte
     for merge in sequential.SEQUENTIAL_MERGES:
         student = copy.deepcopy(teacher)
         calls = {"teacher": [0, 0], "student": [0, 0]}
