@@ -153,7 +153,8 @@ def mergeable_mask(stats: list[LayerStats], keep: int, rho: float = 1e-3,
 def centred(stats: LayerStats) -> LayerStats:
     """The layer with its head outputs' mean taken out, O - 1 mu^T (mu = total / n_tokens):
     a merge fitted on these reproduces how the layer's output varies about its mean, and
-    `mean_shift` puts the mean back through the bias."""
+    `mean_shift` of the original stats puts the mean back through the bias (of these, with
+    their total zero, it is zero)."""
     return replace(stats, gram=stats.centred_gram(), total=torch.zeros_like(stats.total))
 
 

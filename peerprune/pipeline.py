@@ -59,9 +59,11 @@ class Clock(dict):
 
 
 def uses_peers(c) -> bool:
-    """The teacher's statistics (and the peers) are needed to merge on them, or for a
-    fine-tuning loss that reads the peers; the sequential fit takes its own sums."""
-    merges_on_them = c.merge != "none" and c.calibration != "sequential"
+    """The teacher's statistics (and the peers) are needed to merge on them (or to move the
+    bias by their mean), or for a fine-tuning loss that reads the peers; the sequential fit
+    takes its own sums."""
+    merges_on_them = ((c.merge != "none" or c.bias != "keep")
+                      and c.calibration != "sequential")
     return merges_on_them or FINE_TUNING_LOSSES[c.distill].needs_peers
 
 
@@ -130,10 +132,11 @@ def merge_and_remove(student, teacher, stats, mask, c, calib):
         kept = heads.kept_from_mask(mask)
         weights = peers.merged_weights(own, mask, assignment, c.merge, c.rho, c.bias)
         shifts = peers.mean_shifts(own, weights, mask) if c.bias == "mean" else None
+        merged = c.merge if shifts is None else f"{c.merge}, {c.bias} bias"
         record["reconstruction_error"] = {
             m: [peers.reconstruction_error(s, w, k, b) for s, w, k, b in zip(own, ws, kept, bs)]
             for m, ws, bs in (("none", [s.weight for s in own], [None] * n_layers),
-                              (c.merge, weights, shifts or [None] * n_layers))}
+                              (merged, weights, shifts or [None] * n_layers))}
         peers.merge_and_prune(student, weights, mask, shifts)
     else:
         heads.prune(student, mask)

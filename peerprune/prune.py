@@ -342,6 +342,10 @@ def check_config(c: PruneConfig) -> None:
         raise ValueError(f"bias {c.bias!r} moves the bias of a merge: the method's, or any "
                          f"method's on the post-training path (epochs 0); this run is method "
                          f"{c.method!r} with epochs {c.epochs}")
+    if c.bias != default_of("bias") and FINE_TUNING_LOSSES[c.distill].needs_peers:
+        raise ValueError(f"bias {c.bias!r} leaves the pruned heads' mean in the bias, and the "
+                         f"peer loss of distill {c.distill!r} would pull it back into the "
+                         "heads: fine-tune with distill kd or none, or keep the bias")
     if c.calibration == "sequential" and c.merge not in SEQUENTIAL_MERGES:
         raise ValueError(f"calibration 'sequential' fits merge {', '.join(SEQUENTIAL_MERGES)}; "
                          f"this run has merge {c.merge!r}")

@@ -478,8 +478,9 @@ BIAS_PAIRS = {recovery_of({"merge": m, "calibration": c, "bias": b}):
               for m, c in [(m, "teacher") for m in POST_RECOVERIES]
               + [(m, "sequential") for m in SEQUENTIAL_MERGES]}
 BIAS_RECOVERIES = tuple(BIAS_PAIRS)
-# Kwon's rescaling, however fitted (with the mean bias too); the other recoveries but none
-# are our merges
+# no merge (the bias kept or moved), and Kwon's rescaling however fitted (with the mean bias
+# too): the other recoveries are our merges
+NO_MERGE = tuple(recovery_of({"merge": "none", "bias": b}) for b in valid_values("bias"))
 KWON_RECOVERIES = tuple(recovery_of({"merge": "rescale", "calibration": c, "bias": b})
                         for c in valid_values("calibration") for b in valid_values("bias"))
 
@@ -587,7 +588,8 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
     path (any mask, any recovery) is within 0.5 and within 1 point of the teacher, and the
     same among the paths that took at most `FAST_PATH_S` seconds, head choice included; and
     on how many masks the better merge is ahead of Kwon's rescaling, level with it (a mask
-    that empties a layer leaves every recovery at the same score) and behind it (named)."""
+    that empties a layer leaves every recovery with the bias kept at the same score) and
+    behind it (named)."""
     best: dict[tuple, float] = {}
     fast: dict[tuple, float] = {}
     ahead = level = 0
@@ -600,7 +602,7 @@ def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
         if quick:
             gap = row["teacher"] - max(quick)
             fast[(task, target)] = min(fast.get((task, target), gap), gap)
-        merged = [v for m, v in scores.items() if m != "none" and m not in KWON_RECOVERIES]
+        merged = [v for m, v in scores.items() if m not in NO_MERGE + KWON_RECOVERIES]
         kwon = [v for m, v in scores.items() if m in KWON_RECOVERIES]
         if merged and kwon:
             ours, theirs = max(merged), max(kwon)
@@ -632,12 +634,14 @@ def bias_summary(rows: dict[tuple, dict]) -> list[str]:
     recovery of the same mask with the bias kept: how often it scores higher, level, lower,
     and the range of the change."""
     pairs = []
-    for (task, target, mask, seed, *_), row in sorted(rows.items()):
+    for (task, target, mask, seed, calib), row in sorted(rows.items()):
         for other, kept in BIAS_PAIRS.items():
             if other in row["scores"] and kept in row["scores"]:
                 gain = row["scores"][other] - row["scores"][kept]
                 pairs.append((gain, f"{task} {target:.0%} {mask}, {other}"
-                              + (f", seed {seed}" if seed else "")))
+                              + (f", seed {seed}" if seed else "")
+                              + ("" if calib == default_of("calib_examples")
+                                 else f", {calib} examples")))
     if not pairs:
         return []
     up, down = max(pairs), min(pairs)
@@ -704,7 +708,9 @@ def pipeline_table(results_root=None) -> str:
             "dense peak RSS (MB)", "method peak RSS (MB)", "memory ratio", "dense score",
             "method score"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: (list(PROFILES).index(r["profile"]), r["task"],
+    order = list(PROFILES)  # a profile of a plugin's, not among ours, goes last
+    for r in sorted(rows, key=lambda r: (order.index(r["profile"]) if r["profile"] in order
+                                         else len(order), r["profile"], r["task"],
                                          r["sparsity"])):
         t = r["method_timings"]
         lines.append("| " + " | ".join([

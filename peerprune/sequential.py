@@ -251,8 +251,10 @@ def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
         w = FITS[merge](fit_on, kept, rho)
         dense = output_projection(student, l)
         dense.weight.copy_(w.to(dense.weight.dtype))
-        if bias == "mean":
-            dense.bias.add_(stats.shift(w).to(dense.bias.dtype))
+        if bias == "mean":  # y leaves the biases out: a student's own (the locator's) differs
+            b_t = output_projection(teacher, l).bias.detach().double()
+            shift = stats.shift(w) + b_t - dense.bias.detach().double()
+            dense.bias.add_(shift.to(dense.bias.dtype))
         weights.append(w)
         if bias == "mean":  # about the means: what is left once the bias has taken the shift
             errors.append(fit_error(fit_on, w, kept) * fit_on.target / stats.target

@@ -51,24 +51,39 @@ def test_with_the_mean_bias_the_first_pruned_layer_keeps_the_teachers_mean(tiny_
 
 def test_a_layer_that_loses_every_head_keeps_its_mean_attention_output(tiny_rte):
     """With no head left, the merges can only drop the layer's attention output; with the
-    mean bias its mean over the calibration tokens (on the teacher's inputs) stays."""
+    mean bias the pruned model's emptied layer still adds, to every token, its mean over the
+    calibration tokens (on the teacher's inputs), and with the bias kept only b^O."""
     teacher, loader = tiny_rte
     stats = anatomy.collect_stats(teacher, loader)
-    w = peers.merged_weights(stats, MASK, None, "joint", 1e-8, "mean")
-    shifts = peers.mean_shifts(stats, w, MASK)
-    assert bool((w[1] == 0).all())
-    assert torch.allclose(shifts[1], stats[1].weight @ (stats[1].total / stats[1].n_tokens))
+    mean = stats[1].weight @ (stats[1].total / stats[1].n_tokens)  # (W mu): the mean output
+    b = heads.output_projection(teacher, 1).bias.detach().double()
+    for bias, want in (("keep", b), ("mean", b + mean)):
+        student = merged(teacher, loader, "joint", bias)
+        assert heads.heads_per_layer(student)[1] == 0
+        for batch in loader:
+            batch = to_device(batch, "cpu")
+            batch.pop("labels", None)
+            o, _ = sequential.layer_view(student, batch, 1)
+            out = heads.output_projection(student, 1)(o)[batch["attention_mask"].bool()]
+            assert torch.allclose(out.double(), want.expand_as(out), atol=1e-5), bias
+    assert mean.abs().max() > 1e-3  # the two differ
 
 
 @pytest.mark.parametrize("merge", sequential.SEQUENTIAL_MERGES)
 def test_the_sequential_fit_with_the_mean_bias_keeps_every_blocks_mean(tiny_rte, merge):
     """Up the layers, each block of the fitted student gives, on average over the
     calibration tokens, the teacher's block output: its bias takes up what the layers below
-    moved; its fit error (about the mean) is at most the first layer's error without it."""
+    moved, and what its own bias was moved by (a student of the locator's trains it too);
+    its fit error (about the mean) is at most the first layer's error without it."""
     teacher, loader = tiny_rte
     fits = {}
     for bias in peers.BIASES:
         student = copy.deepcopy(teacher)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for l in range(MASK.shape[0]):
+                out = heads.output_projection(student, l).bias
+                out.add_(0.1 * torch.randn_like(out))
         w, errors = sequential.sequential_weights(student, teacher, MASK, loader, merge,
                                                   rho=1e-8, bias=bias)
         fits[bias] = (student, errors)
@@ -114,3 +129,25 @@ def test_the_recorded_error_with_a_shift_is_the_error_of_the_shifted_layer(tiny_
         assert peers.reconstruction_error(stats[0], w, kept, shift) == pytest.approx(direct,
                                                                                      rel=1e-6)
         assert direct < peers.reconstruction_error(stats[0], w, kept), merge
+
+
+def test_a_post_training_run_with_the_mean_bias_and_no_merge_moves_the_bias(tmp_results,
+                                                                           shared_glue,
+                                                                           monkeypatch):
+    """`--merge none --bias mean` is a run of its own that uses the teacher's statistics: its
+    recorded error, with the shift, is below the masked model's in every pruned layer."""
+    from peerprune.prune import PruneConfig, run_pruning
+    from peerprune.teacher import train_teacher
+    monkeypatch.setenv("PEERPRUNE_GLUE_DIR", str(shared_glue))
+    train_teacher("rte", "smoke", lr=1e-3)
+    runs = {b: run_pruning(PruneConfig(task="rte", profile="smoke", method="kwon", epochs=0,
+                                       sparsity=0.5, merge="none", bias=b))
+            for b in peers.BIASES}
+    assert runs["mean"]["variant"] == "post-none-mean-bias"
+    assert runs["mean"]["config_hash"] != runs["keep"]["config_hash"]
+    errors = runs["mean"]["reconstruction_error"]
+    assert set(errors) == {"none", "none, mean bias"}
+    assert "reconstruction_error" not in runs["keep"]  # it needs no statistics
+    for l, n_kept in enumerate(runs["mean"]["heads_per_layer"]):
+        if n_kept < 4:
+            assert errors["none, mean bias"][l] < errors["none"][l], l

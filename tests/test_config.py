@@ -226,5 +226,8 @@ def test_a_mean_bias_names_its_run_and_belongs_to_a_merge():
     with pytest.raises(ValueError, match="bias 'mean' moves the bias of a merge"):
         check_config(PruneConfig(task="mrpc", profile="smoke", method="hisp",
                                  bias="mean").resolved())
+    with pytest.raises(ValueError, match="peer loss of distill 'peer' would pull it back"):
+        check_config(PruneConfig(task="mrpc", profile="smoke", bias="mean").resolved())
+    check_config(PruneConfig(task="mrpc", profile="smoke", bias="mean", distill="kd").resolved())
     with pytest.raises(ValueError, match="unknown bias 'median'; valid: keep, mean"):
         check_config(PruneConfig(task="mrpc", profile="smoke", bias="median").resolved())

@@ -205,11 +205,12 @@ def test_a_mean_bias_is_a_recovery_of_the_same_mask_and_is_counted_against_the_b
     save("b", 83.5, merge="joint", bias="mean")
     save("c", 81.22, merge="rescale")
     save("d", 84.0, merge="rescale", bias="mean")  # Kwon's scales with the mean bias: theirs
+    save("e", 85.0, merge="none", bias="mean")  # no merge, however high: neither ours nor theirs
     table = post_training_table("full", tmp_path).splitlines()
     head = [c.strip() for c in table[0].split("|")]
     [row] = [[c.strip() for c in line.split("|")] for line in table if line.startswith("| mrpc")]
     assert row[head.index("joint, mean bias")] == "83.50" and row[head.index("joint")] == "81.22"
-    assert "none, mean bias" not in head  # a recovery's column only where it was run
+    assert "pairwise, mean bias" not in head  # a recovery's column only where it was run
     summary = [line for line in table if line.startswith("- ")]
     # the best of ours (83.50) is behind the best rescaling, the one with the mean bias (84.00)
     assert summary[-2].endswith("in 0 of 1 rows, level in 0, behind in 1 (mrpc 92% kwon).")
