@@ -255,12 +255,13 @@ def sequential_weights(student, teacher, mask: torch.Tensor, loader, merge: str,
             b_t = output_projection(teacher, l).bias.detach().double()
             shift = stats.shift(w) + b_t - dense.bias.detach().double()
             dense.bias.add_(shift.to(dense.bias.dtype))
-        weights.append(w)
-        if bias == "mean":  # about the means: what is left once the bias has taken the shift
-            errors.append(fit_error(fit_on, w, kept) * fit_on.target / stats.target
-                          if stats.target else 1.0)
+            # about the means: what is left once the bias has taken the shift
+            error = (fit_error(fit_on, w, kept) * fit_on.target / stats.target
+                     if stats.target else 1.0)
         else:
-            errors.append(fit_error(stats, w, kept))
+            error = fit_error(stats, w, kept)
+        weights.append(w)
+        errors.append(error)
         for t, s, out in zip(t_in, s_in, above):
             t.hidden, s.hidden = out, s.step(student, l)[1]
     return weights, errors
