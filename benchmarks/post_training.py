@@ -2,7 +2,7 @@
 
     python benchmarks/post_training.py --task mrpc --sparsity 0.58 0.75 --method kwon \
         [--ablation default one-per-layer] [--merge joint] [--calibration teacher sequential] \
-        [--calib-examples 512 2048] [--threads 2]
+        [--bias keep mean] [--calib-examples 512 2048] [--threads 2]
 
 The wall times in the results files were measured beside another job, on one thread each.
 This times each path as a user would run it: one `python -m peerprune prune --epochs 0`
@@ -41,8 +41,8 @@ def teacher_folder(task: str, profile: str) -> Path:
     return folder
 
 
-def time_path(task, sparsity, method, ablation, merge, calibration, calib_examples, threads,
-              profile, teacher: Path) -> dict:
+def time_path(task, sparsity, method, ablation, merge, calibration, bias, calib_examples,
+              threads, profile, teacher: Path) -> dict:
     """One post-training path as one command in a fresh scratch folder: its result and the
     command's wall time."""
     glue = os.environ.get("PEERPRUNE_GLUE_DIR")
@@ -55,7 +55,7 @@ def time_path(task, sparsity, method, ablation, merge, calibration, calib_exampl
                                                            os.environ.get("PYTHONPATH")]))}
         cmd = [sys.executable, "-m", "peerprune", "prune", "--profile", profile, "--task", task,
                "--method", method, "--sparsity", str(sparsity), "--epochs", "0", "--merge",
-               merge, "--calibration", calibration, "--ablation", ablation,
+               merge, "--calibration", calibration, "--bias", bias, "--ablation", ablation,
                "--teacher", str(teacher)]
         if calib_examples is not None:
             cmd += ["--calib-examples", str(calib_examples)]
@@ -67,7 +67,8 @@ def time_path(task, sparsity, method, ablation, merge, calibration, calib_exampl
         [found] = Path(scratch, "results").rglob(f"{method}-*.json")
         r = json.loads(found.read_text())
     return {"task": r["task"], "sparsity": sparsity, "method": method, "ablation": ablation,
-            "merge": merge, "calibration": calibration, "threads": threads,
+            "merge": merge, "calibration": calibration, "bias": r["options"]["bias"],
+            "threads": threads,
             "torch_threads": r["versions"]["torch_threads"], "cores": os.cpu_count(),
             "calib_examples": r["options"]["calib_examples"], "command_s": round(seconds, 1),
             "wall_s": r["wall_s"], "timings": r["timings"],
@@ -76,11 +77,12 @@ def time_path(task, sparsity, method, ablation, merge, calibration, calib_exampl
             "heads_per_layer": r["heads_per_layer"]}
 
 
-KEY = ("task", "sparsity", "method", "ablation", "merge", "calibration", "threads",
+KEY = ("task", "sparsity", "method", "ablation", "merge", "calibration", "bias", "threads",
        "calib_examples")
 
 
 def main(argv=None) -> list[dict]:
+    from peerprune.prune import default_of
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="full")
     ap.add_argument("--task", nargs="+", default=["mrpc"])
@@ -89,6 +91,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--ablation", nargs="+", default=["default"])
     ap.add_argument("--merge", nargs="+", default=["joint"])
     ap.add_argument("--calibration", nargs="+", default=["teacher"])
+    ap.add_argument("--bias", nargs="+", default=[default_of("bias")])
     ap.add_argument("--calib-examples", nargs="+", type=int, default=[None],
                     help="calibration sample sizes (default: the profile's)")
     ap.add_argument("--threads", nargs="+", type=int, default=[2])
@@ -98,12 +101,12 @@ def main(argv=None) -> list[dict]:
     rows = read_rows(args.out)
     for task in args.task:
         teacher = teacher_folder(task, args.profile)
-        for sparsity, method, abl, merge, calib, n, threads in itertools.product(
+        for sparsity, method, abl, merge, calib, bias, n, threads in itertools.product(
                 args.sparsity, args.method, args.ablation, args.merge, args.calibration,
-                args.calib_examples, args.threads):
+                args.bias, args.calib_examples, args.threads):
             if calib == "sequential" and merge not in SEQUENTIAL_MERGES:
                 continue  # the sequential fit solves joint and rescale only
-            row = time_path(task, sparsity, method, abl, merge, calib, n, threads,
+            row = time_path(task, sparsity, method, abl, merge, calib, bias, n, threads,
                             args.profile, teacher)
             print(json.dumps(row), flush=True)
             rows = upsert_row(rows, row, KEY)

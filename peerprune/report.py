@@ -734,7 +734,7 @@ def post_training_speed_table(results_root=None) -> str:
         return "_No timed post-training path yet: run `python benchmarks/post_training.py`._\n"
     rows = sorted(rows, key=lambda r: (
         r["task"], r["sparsity"], r["method"], r["ablation"], r["merge"], r["calibration"],
-        r["calib_examples"], r["threads"]))
+        r.get("bias", default_of("bias")), r["calib_examples"], r["threads"]))
     head = ["task", "heads removed", "mask", "recovery", "calibration", "threads (cores)",
             "head choice / merge / evaluation (s)", "run (s)", "whole command (s)",
             f"run within {FAST_PATH_S:.0f} s", "teacher", "score", "below the teacher"]

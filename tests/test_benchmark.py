@@ -153,3 +153,14 @@ def test_post_training_timing_runs_the_path_it_names(shared_glue, tmp_path, monk
     table = post_training_speed_table(tmp_path / "results")
     assert table.count("| rte | 50% | kwon | joint | 64 | 1 (") == 1
     assert table.count("| rte | 50% | kwon | joint | 32 | 1 (") == 1
+    p = subprocess.run([sys.executable, str(script), *args[:-8], "--merge", "joint",
+                        "--bias", "mean", "--threads", "1"], cwd=tmp_path, capture_output=True,
+                       text=True)
+    rows = json.loads((tmp_path / "results/post_training_speed.json").read_text())
+    assert p.returncode == 0 and len(rows) == 5  # the bias is part of a row's key
+    [mean] = [r for r in rows if r["bias"] == "mean"]
+    assert mean["score"] == run_pruning(PruneConfig(task="rte", profile="smoke", method="kwon",
+                                                    epochs=0, sparsity=0.5, merge="joint",
+                                                    bias="mean"))["score"]
+    assert "| rte | 50% | kwon | joint, mean bias | 64 | 1 (" in (
+        post_training_speed_table(tmp_path / "results"))
