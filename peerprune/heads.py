@@ -1,27 +1,21 @@
 """Head surgery: masks, gates, physical removal, and what a pruned model costs.
 
 Head indices are always the *original* ones (0..H-1 in each layer of the unpruned
-model), also after some heads have been removed: `config.pruned_heads` remembers which
-are gone, and `kept_heads` maps the survivors back to their original numbers.
+model), also after some heads have been removed: the config remembers which are gone
+(`architecture.removed_heads`), and `kept_heads` maps the survivors back to their original
+numbers. Where the heads live in each model family is `architecture.py`, which ships with
+every pruned checkpoint.
 """
 from __future__ import annotations
-
-import warnings
 
 import torch
 import transformers
 from torch import nn
 
-
-def unwrap(model):
-    """The model itself, also when a data-parallel wrapper (Accelerate/DDP) holds it."""
-    return getattr(model, "module", model)
-
-
-def encoder(model):
-    """The BERT encoder under a task head (`model.bert`) or the bare `BertModel`."""
-    model = unwrap(model)
-    return getattr(model, model.base_model_prefix, model)
+from .architecture import (PRUNED_KEY, EmptyAttention, EmptySelfAttention,  # noqa: F401
+                           attention, encoder, layers, linear, output_projection, projections,
+                           removed_heads, restore_empty_layers, set_head_count,
+                           set_output_projection, unwrap)
 
 
 def num_layers_heads(model) -> tuple[int, int]:
@@ -29,55 +23,11 @@ def num_layers_heads(model) -> tuple[int, int]:
     return config.num_hidden_layers, config.num_attention_heads
 
 
-def layers(model):
-    """The transformer layers: `encoder.layer` (BERT, RoBERTa, ELECTRA) or
-    `transformer.layer` (DistilBERT)."""
-    base = encoder(model)
-    return base.encoder.layer if hasattr(base, "encoder") else base.transformer.layer
-
-
-def attention(model, layer: int):
-    """One layer's attention block: BERT's (`self` = Q, K, V; `output.dense` = W^O) or
-    DistilBERT's (`q_lin`, `k_lin`, `v_lin`, `out_lin` side by side)."""
-    return layers(model)[layer].attention
-
-
-def projections(model, layer: int):
-    """(the module holding Q, K, V, their attribute names) of one layer."""
-    block = attention(model, layer)
-    if hasattr(block, "out_lin"):
-        return block, ("q_lin", "k_lin", "v_lin")
-    return block.self, ("query", "key", "value")
-
-
-def output_projection(model, layer: int) -> nn.Linear:
-    """W^O of one layer: its input is the heads' concatenated outputs O_l1 ... O_lH."""
-    block = attention(model, layer)
-    return block.out_lin if hasattr(block, "out_lin") else block.output.dense
-
-
-def _set_output_projection(model, layer: int, linear: nn.Linear) -> None:
-    block = attention(model, layer)
-    if hasattr(block, "out_lin"):
-        block.out_lin = linear
-    else:
-        block.output.dense = linear
-
-
 def kept_heads(model) -> list[list[int]]:
     """Original indices of the heads still present, per layer."""
     n_layers, n_heads = num_layers_heads(model)
     pruned = {int(k): set(v) for k, v in removed_heads(model.config).items()}
     return [[h for h in range(n_heads) if h not in pruned.get(l, set())] for l in range(n_layers)]
-
-
-PRUNED_KEY = "peerprune_pruned_heads"  # the saved config's record of the removed heads
-
-
-def removed_heads(config) -> dict:
-    """{layer: original indices of its removed heads}: peerprune's own record, else
-    transformers 4's `pruned_heads` (checkpoints saved before the record existed)."""
-    return getattr(config, PRUNED_KEY, None) or getattr(config, "pruned_heads", None) or {}
 
 
 def heads_per_layer(model) -> list[int]:
@@ -162,47 +112,6 @@ def check_mask(model, mask: torch.Tensor) -> None:
                          "(layers x heads)")
 
 
-class EmptySelfAttention(nn.Module):
-    """The self-attention of a layer whose heads are all removed: it computes nothing
-    and hands the output projection an empty (B, T, 0) input, so the attention block
-    adds only the projection's bias before its residual connection and LayerNorm."""
-
-    def forward(self, hidden_states, *args, **kwargs):
-        batch, length, _ = hidden_states.shape
-        return hidden_states.new_zeros(batch, length, 0), None
-
-
-class EmptyAttention(nn.Module):
-    """DistilBERT's attention block with every head removed: only W^O's bias is left (kept
-    as the zero-input `out_lin`, so the checkpoint's keys stay), added to every token."""
-
-    def __init__(self, out_lin: nn.Linear):
-        super().__init__()
-        self.out_lin = out_lin
-
-    def forward(self, *args, **kwargs):
-        x = args[0] if args else kwargs.get("hidden_states", kwargs.get("query"))
-        return self.out_lin(x.new_zeros(*x.shape[:-1], 0)), None
-
-
-def restore_empty_layers(model):
-    """Give every layer that has no heads left an attention that computes nothing
-    (`EmptySelfAttention`; DistilBERT: `EmptyAttention`).
-
-    `prune` does this itself; a model *loaded* from a checkpoint with an emptied layer
-    needs it once (`peerprune.models.load_model` calls it): plain `from_pretrained`
-    rebuilds the zero-head layer but transformers' attention cannot run it."""
-    for layer, kept in enumerate(kept_heads(model)):
-        block = attention(model, layer)
-        if kept or isinstance(block, EmptyAttention):
-            continue
-        if hasattr(block, "out_lin"):
-            layers(model)[layer].attention = EmptyAttention(block.out_lin)
-        else:
-            block.self = EmptySelfAttention()
-    return model
-
-
 def prune(model, mask: torch.Tensor):
     """Physically remove the heads where `mask` is 0 (Q, K, V rows and W^O columns).
 
@@ -223,16 +132,13 @@ def prune(model, mask: torch.Tensor):
     return restore_empty_layers(model)
 
 
-def sliced(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
-    """A copy of `linear` with only the rows (dim 0: outputs) or columns (dim 1: inputs)
+def sliced(old: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A copy of `old` with only the rows (dim 0: outputs) or columns (dim 1: inputs)
     at `index`."""
-    weight = linear.weight.detach().index_select(dim, index).clone()
-    bias = None if linear.bias is None else (
-        linear.bias.detach().clone() if dim == 1 else linear.bias.detach()[index].clone())
-    with warnings.catch_warnings():  # an emptied layer's zero-size Linear says so, harmlessly
-        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
-        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                        device=weight.device, dtype=weight.dtype)
+    weight = old.weight.detach().index_select(dim, index).clone()
+    bias = None if old.bias is None else (
+        old.bias.detach().clone() if dim == 1 else old.bias.detach()[index].clone())
+    new = linear(weight.shape[1], weight.shape[0], bias is not None, like=old)
     with torch.no_grad():
         new.weight.copy_(weight)
         if bias is not None:
@@ -255,11 +161,8 @@ def remove_heads(model, to_remove: dict[int, list[int]]):
         owner, names = projections(model, layer)
         for name in names:
             setattr(owner, name, sliced(getattr(owner, name), index, 0))
-        _set_output_projection(model, layer, sliced(output_projection(model, layer), index, 1))
-        if hasattr(owner, "n_heads"):  # DistilBERT
-            owner.n_heads, owner.dim = len(keep), len(keep) * d
-        else:
-            owner.num_attention_heads, owner.all_head_size = len(keep), len(keep) * d
+        set_output_projection(model, layer, sliced(output_projection(model, layer), index, 1))
+        set_head_count(owner, len(keep), d)
         record[layer] = sorted(set(record.get(layer, [])) | set(gone))
         block = attention(model, layer)
         if hasattr(block, "pruned_heads"):  # transformers 4's own bookkeeping

@@ -18,10 +18,12 @@ import torch
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer,
                           BertConfig, BertForSequenceClassification)
 
+from .architecture import PRUNED_CLASSES
+
 ALIASES = ("minilm", "tiny")
-# The head surgery and head masks work on these attention modules (heads.projections and
-# heads.output_projection): BERT's, which RoBERTa and ELECTRA share, and DistilBERT's.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "distilbert")
+# The head surgery and head masks work on the attention modules that architecture.py knows
+# (BERT's, which RoBERTa and ELECTRA share, and DistilBERT's): the families it rebuilds.
+SUPPORTED_MODEL_TYPES = tuple(c.config_class.model_type for c in PRUNED_CLASSES)
 
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                    intermediate_size=64, max_position_embeddings=512)
@@ -128,34 +130,25 @@ def load_model(name: str, num_labels: int | None = None, seed: int = 0):
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     config.update(kwargs)
-    from .heads import HEAD_MASK, PRUNED_KEY, restore_empty_layers
-    removed = getattr(config, PRUNED_KEY, None)
-    if removed and not HEAD_MASK:  # transformers 5 cannot rebuild pruned shapes itself
-        model = pruned_from_pretrained(path, config, removed)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, attn_implementation="eager")
-    return restore_empty_layers(model).eval()
+    from .architecture import removed_heads
+    if removed_heads(config):
+        return pruned_from_pretrained(path, config).eval()
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, attn_implementation="eager").eval()
 
 
-def pruned_from_pretrained(path, config, removed: dict):
-    """A pruned checkpoint on transformers 5: the full architecture from its config, the
-    recorded heads sliced out (`heads.remove_heads`), then the saved weights loaded into
-    the pruned shapes; every parameter must be in the file."""
-    from safetensors.torch import load_file
+def pruned_from_pretrained(path, config):
+    """A pruned checkpoint: the class of `architecture.py` that builds the pruned shapes
+    from the config (transformers 5 has no `prune_heads` to do it), then the saved weights;
+    every parameter must be in the file (an emptied layer's zero-size W^O may not be)."""
+    from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-    from .heads import PRUNED_KEY, remove_heads
-    setattr(config, PRUNED_KEY, None)  # remove_heads writes it back as it slices
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
-    remove_heads(model, {int(l): hs for l, hs in removed.items() if hs})
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"{path}: a pruned checkpoint needs its weights as .safetensors "
-                         "(save_pretrained's default)")
-    state = {k: v for f in files for k, v in load_file(str(f)).items()}
-    missing, _ = model.load_state_dict(state, strict=False)
-    params = dict(model.named_parameters())  # an emptied layer's zero-size Q, K, V aren't saved
-    if lost := [k for k in missing if k in params and params[k].numel()]:
+    from .architecture import pruned_class
+    cls = pruned_class(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)])
+    model, info = cls.from_pretrained(path, config=config, attn_implementation="eager",
+                                      output_loading_info=True)
+    params = dict(model.named_parameters())
+    if lost := [k for k in info["missing_keys"] if k in params and params[k].numel()]:
         raise ValueError(f"{path}: the saved weights lack {lost[:5]}")
     return model
 
@@ -179,16 +172,28 @@ def model_for_task(name: str, task: str, seed: int = 0):
 
 def save_model(model, tokenizer, path, **extra_json) -> Path:
     """`save_pretrained` model and tokenizer into `path` atomically: written to a sibling
-    temporary folder, then renamed, so an interrupted save leaves no half checkpoint."""
+    temporary folder, then renamed, so an interrupted save leaves no half checkpoint. A
+    pruned model takes `architecture.py` along, named in its config's `auto_map`, so that
+    plain `from_pretrained(path, trust_remote_code=True)` rebuilds it on any transformers."""
     import json
+    import shutil
 
+    from . import architecture
     from .results import atomic_dir, is_main_process
     path = Path(path)
     if not is_main_process():
         return path
+    pruned = architecture.removed_heads(architecture.unwrap(model).config)
+    rebuilt = architecture.pruned_class(model) if pruned else None
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if rebuilt is not None:
+            shutil.copy(architecture.__file__, tmp / "architecture.py")
+            config = json.loads((tmp / "config.json").read_text())
+            config["auto_map"] = {
+                "AutoModelForSequenceClassification": f"architecture.{rebuilt.__name__}"}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for name, obj in extra_json.items():
             (tmp / f"{name}.json").write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     return path

@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 from transformers import (AlbertConfig, AlbertForSequenceClassification,
-                          AutoModelForSequenceClassification, DistilBertConfig,
+                          AutoModelForSequenceClassification, BertConfig,
+                          BertForSequenceClassification, DistilBertConfig,
                           DistilBertForSequenceClassification, ElectraConfig,
                           ElectraForSequenceClassification, RobertaConfig,
                           RobertaForSequenceClassification)
@@ -113,3 +114,34 @@ def test_an_architecture_without_per_layer_heads_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"model type 'albert' is not supported.*bert, roberta, "
                                          r"electra, distilbert"):
         load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("cls,config", [
+    (BertForSequenceClassification, BertConfig(**SMALL)),
+    (RobertaForSequenceClassification, RobertaConfig(**SMALL, pad_token_id=1)),
+    (ElectraForSequenceClassification, ElectraConfig(**SMALL, embedding_size=32)),
+    (DistilBertForSequenceClassification, DISTILBERT),
+])
+def test_a_saved_pruned_model_loads_in_plain_transformers(cls, config, tmp_path):
+    """`save_model` ships `architecture.py` with a pruned model, named in the config's
+    `auto_map`: plain `from_pretrained(..., trust_remote_code=True)` rebuilds the pruned
+    shapes, an emptied layer included, on transformers 4 and 5, with the same logits."""
+    from transformers import AutoTokenizer
+
+    from peerprune.models import save_model
+    torch.manual_seed(0)
+    cls(config).save_pretrained(tmp_path / "base")
+    model = load_model(str(tmp_path / "base"))
+    ids = torch.randint(3, 200, (2, 10))
+    heads.prune(model, torch.tensor([[0.0, 0, 0, 0], [0, 1, 0, 1]]))
+    with torch.no_grad():
+        pruned = model(input_ids=ids).logits
+    save_model(model, AutoTokenizer.from_pretrained(load_tokenizer_path()), tmp_path / "pruned")
+    assert (tmp_path / "pruned" / "architecture.py").is_file()
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned",
+                                                               trust_remote_code=True).eval()
+    assert type(plain).__name__ == cls.__name__ and type(plain) is not cls  # architecture.py's
+    assert heads.kept_heads(plain) == [[], [1, 3]]
+    assert heads.count_params(plain) == heads.count_params(model)
+    with torch.no_grad():
+        assert (plain(input_ids=ids).logits - pruned).abs().max() < 1e-5
