@@ -100,6 +100,11 @@ def test_outputs_written(executed):
     assert len(anatomy["r2"]) == 2 and all(0 <= x <= 1 for row in anatomy["r2"] for x in row)
     merge = json.loads((res / "notebooks" / "04_merge_rte.json").read_text())["reconstruction_error"]
     assert sum(merge["pairwise"]) < sum(merge["none"])
+    paths = json.loads((res / "notebooks" / "04_post_training_rte.json").read_text())["rows"]
+    # notebook 04's post-training paths train nothing, beside the method, which fine-tunes
+    assert [(r["mask"], r["fine-tuning epochs"]) for r in paths[:-1]] == (
+        [("apd", 0)] * 4 + [("kwon", 0)] * 2) and paths[-1]["fine-tuning epochs"] > 0
+    assert [r["recovery"] for r in paths[:4]] == ["none", "rescale", "pairwise", "joint"]
     runs = [json.loads(p.read_text()) for p in (res / "tiny" / "rte").glob("*.json")]
     methods = {(r["method"], r["distill"]) for r in runs}
     assert {("apd", "peer"), ("random", "none"), ("random", "kd"), ("hisp", "kd"), ("l0", "none"),
@@ -110,7 +115,7 @@ def test_outputs_written(executed):
                  "locator_gate_probability", "locator_temperature", "peer_distillation_rte",
                  "peers_rte", "score_vs_sparsity", "kept_heads", "cost_vs_sparsity",
                  "latency_vs_sparsity", "locator_run_rte_s0.50_seed0", "baselines_toy_masks",
-                 "locator_run_rte_s0.75_seed0"):
+                 "locator_run_rte_s0.75_seed0", "post_training_rte"):
         for ext in ("png", "pdf"):
             assert (fig / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     example = (res / "notebooks" / "09_example.csv").read_text().splitlines()
