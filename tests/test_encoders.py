@@ -116,6 +116,21 @@ def test_an_architecture_without_per_layer_heads_is_refused(tmp_path):
         load_model(str(tmp_path))
 
 
+PLAIN_RELOAD = """
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification
+ids = torch.tensor(json.loads(sys.argv[2]))
+model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True)
+with torch.no_grad():
+    logits = model.eval()(input_ids=ids).logits
+kind = type(model)
+print(json.dumps({"class": kind.__name__, "module": kind.__module__.rsplit(".", 1)[-1],
+                  "params": sum(p.numel() for p in model.parameters()),
+                  "logits": logits.tolist()}))
+"""
+
+
 @pytest.mark.parametrize("cls,config", [
     (BertForSequenceClassification, BertConfig(**SMALL)),
     (RobertaForSequenceClassification, RobertaConfig(**SMALL, pad_token_id=1)),
@@ -125,7 +140,12 @@ def test_an_architecture_without_per_layer_heads_is_refused(tmp_path):
 def test_a_saved_pruned_model_loads_in_plain_transformers(cls, config, tmp_path):
     """`save_model` ships `architecture.py` with a pruned model, named in the config's
     `auto_map`: plain `from_pretrained(..., trust_remote_code=True)` rebuilds the pruned
-    shapes, an emptied layer included, on transformers 4 and 5, with the same logits."""
+    shapes, an emptied layer included, on transformers 4 and 5, with the same logits. (In a
+    process of its own: loading remote code registers its class for the config's type.)"""
+    import json
+    import subprocess
+    import sys
+
     from transformers import AutoTokenizer
 
     from peerprune.models import save_model
@@ -138,10 +158,10 @@ def test_a_saved_pruned_model_loads_in_plain_transformers(cls, config, tmp_path)
         pruned = model(input_ids=ids).logits
     save_model(model, AutoTokenizer.from_pretrained(load_tokenizer_path()), tmp_path / "pruned")
     assert (tmp_path / "pruned" / "architecture.py").is_file()
-    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned",
-                                                               trust_remote_code=True).eval()
-    assert type(plain).__name__ == cls.__name__ and type(plain) is not cls  # architecture.py's
-    assert heads.kept_heads(plain) == [[], [1, 3]]
-    assert heads.count_params(plain) == heads.count_params(model)
-    with torch.no_grad():
-        assert (plain(input_ids=ids).logits - pruned).abs().max() < 1e-5
+    out = subprocess.run([sys.executable, "-c", PLAIN_RELOAD, str(tmp_path / "pruned"),
+                          json.dumps(ids.tolist())], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (plain["module"], plain["class"]) == ("architecture", cls.__name__)
+    assert plain["params"] == heads.count_params(model)  # the emptied layer has no Q, K, V
+    assert (torch.tensor(plain["logits"]) - pruned).abs().max() < 1e-5
