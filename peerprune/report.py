@@ -573,14 +573,24 @@ def head_choices(frame) -> dict[str, list[int]]:
 def choice_label(options: dict, method: str, leave_out=()) -> list[str]:
     """What sets a run's head choice apart from its method's default one: the ablations that
     change the choice (`choice_ablations`), then any other option of the choice (of this
-    method) away from its default, as `name=value`; none of `leave_out`."""
+    method) away from what its profile gives it on its task (`run_default`), as
+    `name=value`; none of `leave_out`."""
     named = choice_ablations(options)
     covered = {k for a in named for k in ABLATIONS[a]}
     other = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
              for k, v in sorted(choice_options(options).items())
              if ROLES[k]["group"] != "run" and k not in covered and k not in leave_out
-             and v != default_of(k) and method in (ROLES[k]["methods"] or (method,))]
+             and v != run_default(options, k) and method in (ROLES[k]["methods"] or (method,))]
     return named + other
+
+
+def run_default(options: dict, name: str):
+    """What option `name` is in a run of the same profile and task that sets nothing: the
+    profile's own value for the task (`Profile.for_task`: SST-2's cap on the search's steps
+    in `full`, say), else the field's default."""
+    profile = PROFILES.get(options.get("profile"))
+    own = profile.for_task(options.get("task")).prune_options if profile else {}
+    return own.get(name, default_of(name))
 
 
 def post_training_summary(rows: dict[tuple, dict]) -> list[str]:
