@@ -6,10 +6,12 @@ A section of README.md or docs/findings.md between `<!-- table:NAME:PROFILE -->`
 from __future__ import annotations
 
 import re
+import statistics
 from pathlib import Path
 
+from . import grid
 from .glue import get_task
-from .profiles import PROFILES
+from .profiles import PROFILES, get_profile
 from .prune import (ABLATIONS, AFTER_THE_CHOICE, LATER_OPTIONS, ROLES, choice_options, default_of,
                     valid_values)
 from .results import RESULTS_DIR, atomic_write_text, load_results, read_rows
@@ -22,7 +24,6 @@ def _fmt(x, digits=2) -> str:
 
 def _spread(scores) -> str:
     """One seed: its score; several: `mean ± sample standard deviation (n seeds)`."""
-    import statistics
     scores = list(scores)
     if len(scores) == 1:
         return _fmt(scores[0])
@@ -682,12 +683,51 @@ def run_all_table(profile: str, results_root=None) -> str:
             + " | ".join(row) + " |\n")
 
 
+def to_run_table(profile: str, results_root=None) -> str:
+    """Markdown: the runs of notebooks 05 and 06 (`grid`) with no results file yet, what
+    `./run_all.sh --profile P` would still make, by task, method, loss and variant, with
+    an estimate of their time: the median wall time of the task's finished fine-tuned runs
+    of the same method, loss and variant, else of the method's default variant, else of the
+    method, else of any method; on the threads those ran with."""
+    p = get_profile(profile)
+    todo = grid.missing(grid.comparison_runs(p) + grid.ablation_runs(p), results_root)
+    if not todo:
+        return f"_Every run of `./run_all.sh --profile {profile}` has its results file._\n"
+    done = [r for r in load_results(results_root, profile=profile)
+            if r["method"] != "dense" and r.get("train", {}).get("epochs") != 0]
+
+    def median_s(**where):
+        times = sorted(r["wall_s"] for r in done if all(r[k] == v for k, v in where.items()))
+        return statistics.median(times) if times else None
+    groups: dict[tuple, list] = {}
+    for c in todo:
+        groups.setdefault((c.task, c.method, c.distill, c.variant), []).append(c)
+    head = ["task", "method", "distill", "variant", "heads removed", "runs", "hours, estimated"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    total_h, unknown = 0.0, 0
+    for (task, method, distill, variant), cs in sorted(groups.items()):
+        each = (median_s(task=task, method=method, distill=distill, variant=variant)
+                or median_s(task=task, method=method, variant="default")
+                or median_s(task=task, method=method) or median_s(task=task))
+        hours = None if each is None else each * len(cs) / 3600
+        total_h += hours or 0.0
+        unknown += hours is None
+        lines.append("| " + " | ".join([
+            task, method, distill, variant, ", ".join(f"{c.sparsity:.0%}" for c in cs),
+            str(len(cs)), "" if hours is None else f"{hours:.1f}"]) + " |")
+    lines.append("")
+    lines.append(f"{len(todo)} runs, about {total_h:.0f} hours by the estimates"
+                 + (f" ({unknown} groups with no finished run to estimate from)." if unknown
+                    else "."))
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table,
           "headline-92": headline_92_table, "pruning": pruning_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
           "sweep": sweep_table, "locator-probe": locator_probe_table,
           "locator-budget": locator_budget_table, "post-training": post_training_table,
-          "run-all": run_all_table}
+          "run-all": run_all_table, "to-run": to_run_table}
 
 
 def benchmark_table(results_root=None) -> str:
