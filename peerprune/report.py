@@ -685,14 +685,30 @@ def run_all_table(profile: str, results_root=None) -> str:
 
 def to_run_table(profile: str, results_root=None) -> str:
     """Markdown: the runs of notebooks 05 and 06 (`grid`) with no results file yet, what
-    `./run_all.sh --profile P` would still make, by task, method, loss and variant, with
-    an estimate of their time: the median wall time of the task's finished fine-tuned runs
-    of the same method, loss and variant, else of the method's default variant, else of the
-    method, else of any method; on the threads those ran with."""
+    `./run_all.sh --profile P` would still make (`runs_to_make`)."""
     p = get_profile(profile)
     todo = grid.missing(grid.comparison_runs(p) + grid.ablation_runs(p), results_root)
     if not todo:
         return f"_Every run of `./run_all.sh --profile {profile}` has its results file._\n"
+    return runs_to_make(todo, profile, results_root)
+
+
+def seeds_to_run_table(profile: str, results_root=None) -> str:
+    """Markdown: notebook 05's comparison over every seed of the profile but its first (which
+    `to_run_table` covers), the runs with no results file yet (`runs_to_make`)."""
+    p = get_profile(profile)
+    todo = grid.missing([c for c in grid.comparison_runs(p, n_seeds=len(p.seeds))
+                         if c.seed != p.seeds[0]], results_root)
+    if not todo:
+        return f"_Every seed of profile `{profile}`'s comparison has its results file._\n"
+    return runs_to_make(todo, profile, results_root)
+
+
+def runs_to_make(todo: list, profile: str, results_root=None) -> str:
+    """Markdown of runs still to make, by task, method, loss and variant, with an estimate
+    of their time: the median wall time of the task's finished fine-tuned runs of the same
+    method, loss and variant, else of the method's default variant, else of the method,
+    else of any method; on the threads those ran with."""
     done = [r for r in load_results(results_root, profile=profile)
             if r["method"] != "dense" and r.get("train", {}).get("epochs") != 0]
 
@@ -702,7 +718,8 @@ def to_run_table(profile: str, results_root=None) -> str:
     groups: dict[tuple, list] = {}
     for c in todo:
         groups.setdefault((c.task, c.method, c.distill, c.variant), []).append(c)
-    head = ["task", "method", "distill", "variant", "heads removed", "runs", "hours, estimated"]
+    head = ["task", "method", "distill", "variant", "heads removed", "seeds", "runs",
+            "hours, estimated"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     total_h, unknown = 0.0, 0
     for (task, method, distill, variant), cs in sorted(groups.items()):
@@ -713,7 +730,9 @@ def to_run_table(profile: str, results_root=None) -> str:
         total_h += hours or 0.0
         unknown += hours is None
         lines.append("| " + " | ".join([
-            task, method, distill, variant, ", ".join(f"{c.sparsity:.0%}" for c in cs),
+            task, method, distill, variant,
+            ", ".join(f"{x:.0%}" for x in sorted({c.sparsity for c in cs})),
+            ", ".join(str(x) for x in sorted({c.seed for c in cs})),
             str(len(cs)), "" if hours is None else f"{hours:.1f}"]) + " |")
     lines.append("")
     lines.append(f"{len(todo)} runs, about {total_h:.0f} hours by the estimates"
@@ -727,7 +746,7 @@ TABLES = {"dense-teacher": dense_teacher_table, "headline": headline_table,
           "comparison": comparison_table, "seeds": seeds_table, "ablations": ablation_table,
           "sweep": sweep_table, "locator-probe": locator_probe_table,
           "locator-budget": locator_budget_table, "post-training": post_training_table,
-          "run-all": run_all_table, "to-run": to_run_table}
+          "run-all": run_all_table, "to-run": to_run_table, "seeds-to-run": seeds_to_run_table}
 
 
 def benchmark_table(results_root=None) -> str:

@@ -2,7 +2,7 @@
 from peerprune import grid
 from peerprune.profiles import get_profile
 from peerprune.prune import ABLATIONS
-from peerprune.report import to_run_table
+from peerprune.report import seeds_to_run_table, to_run_table
 from peerprune.results import write_json
 
 SMOKE = get_profile("smoke")
@@ -49,8 +49,21 @@ def test_the_to_run_table_lists_the_missing_runs_with_an_estimate_from_finished_
     table = to_run_table("smoke", tmp_path)
     n = len(grid.missing(runs, tmp_path))
     assert f"{n} runs, about {2 * n} hours" in table
-    assert "| rte | random | none | default | 75% | 1 | 2.0 |" in table  # 50% is done
-    assert "| rte | apd | peer | no-merge | 58% | 1 | 2.0 |" in table
+    assert "| rte | random | none | default | 75% | 0 | 1 | 2.0 |" in table  # 50% is done
+    assert "| rte | apd | peer | no-merge | 58% | 0 | 1 | 2.0 |" in table
     for c in runs:
         _finish(c, tmp_path, 1.0)
     assert "has its results file" in to_run_table("smoke", tmp_path)
+
+
+def test_the_seeds_to_run_are_the_comparison_over_the_other_seeds_of_the_profile(tmp_path):
+    full = get_profile("full")
+    assert len(full.seeds) == 3
+    wnli = grid.comparison_runs(full, n_seeds=3, tasks=("wnli",))
+    for c in wnli:
+        if c.seed != 2 or c.method != "hisp":  # all but HISP's seed 2 are done
+            _finish(c, tmp_path, 360.0)
+    table = seeds_to_run_table("full", tmp_path)
+    assert "| wnli | hisp | kd | default | 58% | 2 | 1 | 0.1 |" in table
+    assert "| wnli | hisp | none | default | 58% | 2 | 1 | 0.1 |" in table
+    assert "| wnli | random |" not in table and "| wnli | hisp | kd | default | 58% | 1" not in table
