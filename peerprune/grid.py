@@ -1,5 +1,5 @@
-"""The pruning runs a profile's notebooks make, as configurations, and which of them have
-no results file yet.
+"""The pruning runs of a profile's comparison and ablations (notebooks 05 and 06), as
+configurations, and which of them have no results file yet.
 
     for c in comparison_runs(get_profile("full")):   # notebook 05
         run_pruning(c)
@@ -8,13 +8,13 @@ no results file yet.
 (the method with its own, a baseline without and with KD), at the profile's sparsities on
 its sweep tasks and 58% on the others, over its first `n_seeds` seeds. `ablation_runs` is
 notebook 06's: each ablation of the method at 58% on the ablation tasks. `missing` keeps
-those with no results file: what `./run_all.sh --profile P` would still run (the teachers
-aside, which notebook 01 trains first).
+those with no results file: what of these `./run_all.sh --profile P` would still run (the
+teachers, which notebook 01 trains first, and the other notebooks' few runs aside).
 """
 from __future__ import annotations
 
 from .profiles import Profile, get_profile
-from .prune import ABLATIONS, PruneConfig, ablation
+from .prune import ABLATIONS, PruneConfig, ablation, result_stub
 from .results import result_path
 
 AT = 0.58  # the sparsity of the comparison off the sweep tasks, and of the ablations
@@ -41,13 +41,14 @@ def ablation_runs(p: Profile) -> list[PruneConfig]:
 
 
 def expected_path(c: PruneConfig, results_root=None):
-    """Where the run's results file is (`results.result_path`), from its configuration
-    alone: no teacher is loaded, so a file made under other settings counts as there."""
+    """Where a run given by its share of heads removed keeps its results file, from its
+    configuration alone (`prune.result_stub`): no teacher is loaded, so a file made under
+    other settings counts as there."""
     r = c.resolved()
+    if r.keep is not None or r.sparsity is None:
+        raise ValueError(f"a run of the grid names its sparsity, not keep={r.keep}")
     model = r.model or r.teacher or get_profile(r.profile).for_task(r.task).model
-    return result_path({"task": r.task, "model": model, "profile": r.profile,
-                        "method": r.method, "distill": r.distill, "variant": r.variant,
-                        "target_sparsity": r.sparsity, "seed": r.seed}, results_root)
+    return result_path(result_stub(r, model, r.sparsity), results_root)
 
 
 def missing(runs, results_root=None) -> list[PruneConfig]:

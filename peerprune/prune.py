@@ -410,10 +410,8 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
                             max_length=p.max_length, seed=c.seed)
     full = run_identity(c, keep, train_cfg, t_result["config_hash"])
     h = config_hash(full)
-    stub = {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
-            "distill": c.distill, "variant": c.variant,
-            "target_sparsity": c.sparsity if c.keep is None else round(1 - keep / (n_layers * n_heads), 4),
-            "seed": c.seed}
+    stub = result_stub(c, model_name, c.sparsity if c.keep is None
+                       else round(1 - keep / (n_layers * n_heads), 4))
     done = find_result(h, result_path(stub, results_root))
     if done:
         return done
@@ -443,6 +441,13 @@ def run_pruning(c: PruneConfig, glue_dir=None, results_root=None, checkpoints_ro
     save_result(result, results_root)
     shutil.rmtree(inputs.resume_dir, ignore_errors=True)  # finished: no epoch to resume
     return result
+
+
+def result_stub(c: PruneConfig, model_name: str, target_sparsity: float) -> dict:
+    """What names a resolved run's results file (`results.result_path`)."""
+    return {"task": c.task, "model": model_name, "profile": c.profile, "method": c.method,
+            "distill": c.distill, "variant": c.variant, "target_sparsity": target_sparsity,
+            "seed": c.seed}
 
 
 def name_labels(model, task: str) -> None:

@@ -492,8 +492,8 @@ def post_training_table(profile: str, results_root=None) -> str:
     Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
     path and of the slowest (`path_seconds`: head choice included), and the fine-tuned
     method at that sparsity for comparison (seed 0). A mask made under other options of the
-    choice (`choice_label`: an ablation that changes it, a non-default option) is its own
-    row."""
+    choice (`choice_label`: an ablation that changes it, an option away from what its
+    profile gives it) is its own row."""
     rows: dict[tuple, dict] = {}
     method_runs = {}
     runs = load_results(results_root, profile=profile)
@@ -562,7 +562,8 @@ def head_choices(frame) -> dict[str, list[int]]:
     """Kept heads per layer of each seed-0 head choice, one row per choice: runs that differ
     only after it (fine-tuning losses, recoveries, the post-training path) share a row. A
     row names the task, the method, the choice-changing ablations and any other option of
-    the choice away from its default, and the share of heads removed."""
+    the choice away from what its profile gives it (`choice_label`), and the share of heads
+    removed."""
     rows = {}
     for r in frame[(frame["method"] != "dense") & (frame["seed"] == 0)].itertuples():
         label = ", ".join(choice_label(r.options, r.method))
@@ -684,12 +685,13 @@ def run_all_table(profile: str, results_root=None) -> str:
 
 
 def to_run_table(profile: str, results_root=None) -> str:
-    """Markdown: the runs of notebooks 05 and 06 (`grid`) with no results file yet, what
-    `./run_all.sh --profile P` would still make (`runs_to_make`)."""
+    """Markdown: the runs of notebooks 05 and 06 (`grid`) with no results file yet, what of
+    them `./run_all.sh --profile P` would still make (`runs_to_make`)."""
     p = get_profile(profile)
     todo = grid.missing(grid.comparison_runs(p) + grid.ablation_runs(p), results_root)
     if not todo:
-        return f"_Every run of `./run_all.sh --profile {profile}` has its results file._\n"
+        return (f"_Every run of profile `{profile}`'s comparison and ablations has its "
+                f"results file._\n")
     return runs_to_make(todo, profile, results_root)
 
 
@@ -697,6 +699,8 @@ def seeds_to_run_table(profile: str, results_root=None) -> str:
     """Markdown: notebook 05's comparison over every seed of the profile but its first (which
     `to_run_table` covers), the runs with no results file yet (`runs_to_make`)."""
     p = get_profile(profile)
+    if len(p.seeds) == 1:
+        return f"_Profile `{profile}` has one seed._\n"
     todo = grid.missing([c for c in grid.comparison_runs(p, n_seeds=len(p.seeds))
                          if c.seed != p.seeds[0]], results_root)
     if not todo:
@@ -712,9 +716,13 @@ def runs_to_make(todo: list, profile: str, results_root=None) -> str:
     done = [r for r in load_results(results_root, profile=profile)
             if r["method"] != "dense" and r.get("train", {}).get("epochs") != 0]
 
-    def median_s(**where):
-        times = sorted(r["wall_s"] for r in done if all(r[k] == v for k, v in where.items()))
-        return statistics.median(times) if times else None
+    def median_s(*wheres):
+        """The median wall time of the runs matching the first of `wheres` that any match."""
+        for where in wheres:
+            times = [r["wall_s"] for r in done if all(r[k] == v for k, v in where.items())]
+            if times:
+                return statistics.median(times)
+        return None
     groups: dict[tuple, list] = {}
     for c in todo:
         groups.setdefault((c.task, c.method, c.distill, c.variant), []).append(c)
@@ -723,9 +731,9 @@ def runs_to_make(todo: list, profile: str, results_root=None) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     total_h, unknown = 0.0, 0
     for (task, method, distill, variant), cs in sorted(groups.items()):
-        each = (median_s(task=task, method=method, distill=distill, variant=variant)
-                or median_s(task=task, method=method, variant="default")
-                or median_s(task=task, method=method) or median_s(task=task))
+        each = median_s({"task": task, "method": method, "distill": distill, "variant": variant},
+                        {"task": task, "method": method, "variant": "default"},
+                        {"task": task, "method": method}, {"task": task})
         hours = None if each is None else each * len(cs) / 3600
         total_h += hours or 0.0
         unknown += hours is None

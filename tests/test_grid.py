@@ -1,4 +1,8 @@
 """The runs of notebooks 05 and 06 as configurations, and which of them are still to run."""
+from dataclasses import replace
+
+import pytest
+
 from peerprune import grid
 from peerprune.profiles import get_profile
 from peerprune.prune import ABLATIONS
@@ -67,3 +71,32 @@ def test_the_seeds_to_run_are_the_comparison_over_the_other_seeds_of_the_profile
     assert "| wnli | hisp | kd | default | 58% | 2 | 1 | 0.1 |" in table
     assert "| wnli | hisp | none | default | 58% | 2 | 1 | 0.1 |" in table
     assert "| wnli | random |" not in table and "| wnli | hisp | kd | default | 58% | 1" not in table
+
+
+def test_a_real_runs_results_file_is_where_missing_looks(shared_glue, tmp_results):
+    from peerprune.prune import run_pruning
+    from peerprune.teacher import train_teacher
+    train_teacher("rte", "smoke", lr=1e-3)
+    runs = grid.comparison_runs(SMOKE)
+    random_none = next(c for c in runs if c.method == "random" and c.distill == "none")
+    run_pruning(random_none)
+    left = grid.missing(runs)
+    assert len(left) == len(runs) - 1 and random_none.resolved() not in left
+
+
+def test_the_methods_default_run_of_both_notebooks_is_counted_once(tmp_path):
+    full = get_profile("full")
+    runs = grid.comparison_runs(full, tasks=("mrpc",)) + grid.ablation_runs(full)
+    default = [c for c in runs if c.task == "mrpc" and c.method == "apd"
+               and c.variant == "default" and c.sparsity == 0.58]
+    assert len(default) == 2  # notebook 05's and notebook 06's ...
+    left = grid.missing(runs, tmp_path)
+    assert len(left) == len(runs) - 1  # ... are one run
+    assert sum(c.task == "mrpc" and c.method == "apd" and c.variant == "default"
+               and c.sparsity == 0.58 for c in left) == 1
+
+
+def test_a_grid_run_names_its_sparsity():
+    c = grid.comparison_runs(SMOKE)[0]
+    with pytest.raises(ValueError, match="keep=3"):
+        grid.expected_path(replace(c, keep=3))
