@@ -492,8 +492,8 @@ def post_training_table(profile: str, results_root=None) -> str:
     Kwon et al.'s mask tuning, the pairwise and joint merges), the wall time of the fastest
     path and of the slowest (`path_seconds`: head choice included), and the fine-tuned
     method at that sparsity for comparison (seed 0). A mask made under other options of the
-    choice (`choice_label`: an ablation that changes it, an option away from what its
-    profile gives it) is its own row."""
+    choice (`choice_label`: an ablation that changes it, an option a run does not have
+    unless it sets it) is its own row."""
     rows: dict[tuple, dict] = {}
     method_runs = {}
     runs = load_results(results_root, profile=profile)
@@ -562,8 +562,8 @@ def head_choices(frame) -> dict[str, list[int]]:
     """Kept heads per layer of each seed-0 head choice, one row per choice: runs that differ
     only after it (fine-tuning losses, recoveries, the post-training path) share a row. A
     row names the task, the method, the choice-changing ablations and any other option of
-    the choice away from what its profile gives it (`choice_label`), and the share of heads
-    removed."""
+    the choice away from what a run that does not set it has (`choice_label`), and the
+    share of heads removed."""
     rows = {}
     for r in frame[(frame["method"] != "dense") & (frame["seed"] == 0)].itertuples():
         label = ", ".join(choice_label(r.options, r.method))
@@ -575,24 +575,26 @@ def head_choices(frame) -> dict[str, list[int]]:
 def choice_label(options: dict, method: str, leave_out=()) -> list[str]:
     """What sets a run's head choice apart from its method's default one: the ablations that
     change the choice (`choice_ablations`), then any other option of the choice (of this
-    method) away from what its profile gives it on its task (`run_default`), as
+    method) away from what a run that does not set it has (`usual_values`), as
     `name=value`; none of `leave_out`."""
     named = choice_ablations(options)
     covered = {k for a in named for k in ABLATIONS[a]}
     other = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
              for k, v in sorted(choice_options(options).items())
              if ROLES[k]["group"] != "run" and k not in covered and k not in leave_out
-             and v != run_default(options, k) and method in (ROLES[k]["methods"] or (method,))]
+             and v not in usual_values(options, k)
+             and method in (ROLES[k]["methods"] or (method,))]
     return named + other
 
 
-def run_default(options: dict, name: str):
-    """What option `name` is in a run of the same profile and task that sets nothing: the
-    profile's own value for the task (`Profile.for_task`: SST-2's cap on the search's steps
-    in `full`, say), else the field's default."""
+def usual_values(options: dict, name: str) -> tuple:
+    """What option `name` is in a run that does not set it: the field's default
+    (`PruneConfig(...)`), and the profile's own value for the task when it has one
+    (`PruneConfig.for_profile`, `Profile.for_task`: SST-2's cap on the search's steps in
+    `full`, say)."""
     profile = PROFILES.get(options.get("profile"))
     own = profile.for_task(options.get("task")).prune_options if profile else {}
-    return own.get(name, default_of(name))
+    return (default_of(name), own[name]) if name in own else (default_of(name),)
 
 
 def post_training_summary(rows: dict[tuple, dict]) -> list[str]:

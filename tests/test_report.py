@@ -163,7 +163,7 @@ def test_head_choices_keep_one_row_per_choice_and_name_what_changed_it():
                                    "mrpc kwon 58%": [5, 5]}
 
 
-def test_choice_label_names_only_options_away_from_the_profiles_own_for_the_task():
+def test_choice_label_names_only_options_a_run_has_when_it_sets_them():
     from peerprune.profiles import get_profile
     from peerprune.report import choice_label
 
@@ -171,7 +171,8 @@ def test_choice_label_names_only_options_away_from_the_profiles_own_for_the_task
         c = PruneConfig.for_profile("full", task, method="l0", **fields).resolved()
         return {k: getattr(c, k) for k in c.__dataclass_fields__}
     own = get_profile("full").for_task("sst2").prune_options["max_steps"]  # SST-2's own cap
-    assert choice_label(options("sst2"), "l0") == []
+    assert choice_label(options("sst2"), "l0") == []  # the profile's own for the task
+    assert choice_label(options("sst2", max_steps=None), "l0") == []  # the field's default
     assert choice_label(options("sst2", max_steps=own + 1), "l0") == [f"max_steps={own + 1}"]
     assert choice_label(options("mrpc", max_steps=own), "l0") == [f"max_steps={own}"]
 
